@@ -1,0 +1,301 @@
+//! One invocation: parse the event, read the group(s), evaluate, remediate, report.
+//!
+//! The order of things is the safety argument: the event and the rule parameters are parsed
+//! completely before the first AWS call, so a malformed event or a bad parameter never changes
+//! a group; a group is changed only after it was read completely; after a change the group is
+//! read again and must equal the baseline.
+
+use aws_smithy_types::DateTime;
+use lambda_runtime::Diagnostic;
+use tracing::{info, warn};
+
+use crate::aws::{AwsError, Ec2, ErrorKind, EvaluationRecord, Evaluations};
+use crate::evaluate::{describe_changes, evaluate, plan, truncate, Compliance, GroupState};
+use crate::event::{ConfigEvent, EventError, Message, ResourceRef, SECURITY_GROUP};
+use crate::parameters::{ParameterError, Parameters};
+use crate::rules::{embedded_baseline, permissions_json, Rule, RuleError};
+
+/// PutEvaluations accepts at most this many evaluations per call.
+pub const EVALUATIONS_PER_CALL: usize = 100;
+
+/// Why an invocation failed. Config records the failure and retries the evaluation later.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error(transparent)]
+    Event(#[from] EventError),
+    #[error("{0}; no security group was read or changed")]
+    Parameters(#[from] ParameterError),
+    #[error("the built-in baseline policy/required-ingress.json is invalid: {0}")]
+    Baseline(RuleError),
+    #[error("{source} (security group {group}; {retry})")]
+    Aws {
+        group: String,
+        source: AwsError,
+        retry: &'static str,
+    },
+    #[error("PutEvaluations rejected {failed} of {sent} evaluations; Config will retry the evaluation")]
+    EvaluationsRejected { failed: usize, sent: usize },
+}
+
+impl HandlerError {
+    fn aws(group: &str, source: AwsError) -> Self {
+        let retry = match source.kind {
+            ErrorKind::AccessDenied => "grant the permission to the function's role; a retry alone will not help",
+            ErrorKind::Unreadable => "a retry will not help until the rule is changed",
+            _ => "Config retries the evaluation",
+        };
+        HandlerError::Aws { group: group.to_owned(), source, retry }
+    }
+
+    /// A short name for the Lambda error type.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            HandlerError::Event(_) => "MalformedEvent",
+            HandlerError::Parameters(_) => "InvalidRuleParameter",
+            HandlerError::Baseline(_) => "InvalidBaseline",
+            HandlerError::Aws { .. } => "AwsCallFailed",
+            HandlerError::EvaluationsRejected { .. } => "EvaluationsRejected",
+        }
+    }
+}
+
+impl From<HandlerError> for Diagnostic {
+    fn from(err: HandlerError) -> Self {
+        Diagnostic { error_type: err.error_type().to_owned(), error_message: err.to_string() }
+    }
+}
+
+/// What an invocation did: the evaluations sent and the changes made.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outcome {
+    pub evaluations: Vec<EvaluationRecord>,
+    pub revoked: Vec<Change>,
+    pub authorized: Vec<Change>,
+}
+
+/// Rules changed on one group, in compact form.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Change {
+    pub group_id: String,
+    pub rules: Vec<String>,
+}
+
+/// The function: an EC2 client, a Config client and the baseline compiled in.
+pub struct Handler<E, C> {
+    ec2: E,
+    config: C,
+    baseline: Vec<Rule>,
+}
+
+impl<E: Ec2, C: Evaluations> Handler<E, C> {
+    /// A handler using the baseline compiled from `policy/required-ingress.json`.
+    pub fn new(ec2: E, config: C) -> Result<Self, HandlerError> {
+        let baseline = embedded_baseline().map_err(HandlerError::Baseline)?;
+        if baseline.is_empty() {
+            return Err(HandlerError::Baseline(RuleError("it holds no rule; an empty baseline would strip every group".into())));
+        }
+        Ok(Handler { ec2, config, baseline })
+    }
+
+    /// The EC2 client.
+    pub fn ec2(&self) -> &E {
+        &self.ec2
+    }
+
+    /// The Config client.
+    pub fn config(&self) -> &C {
+        &self.config
+    }
+
+    /// Handles one Config event.
+    pub async fn handle(&self, event: serde_json::Value) -> Result<Outcome, HandlerError> {
+        let parsed = ConfigEvent::parse(&event)?;
+        let parameters = Parameters::parse(parsed.rule_parameters.as_deref())?;
+        if parameters.debug {
+            info!("event: {event}");
+        }
+        let required = parameters.required_ingress.clone().unwrap_or_else(|| self.baseline.clone());
+        let mut outcome = Outcome::default();
+        match &parsed.message {
+            Message::ItemChange(resource) | Message::OversizedItemChange(resource) => {
+                let (compliance, annotation) = match not_applicable(resource, parsed.event_left_scope) {
+                    Some(annotation) => (Compliance::NotApplicable, annotation),
+                    None => self.check_group(&resource.resource_id, &required, &parameters, &mut outcome).await?,
+                };
+                let record = EvaluationRecord {
+                    compliance_resource_type: resource.resource_type.clone(),
+                    compliance_resource_id: resource.resource_id.clone(),
+                    compliance_type: compliance,
+                    annotation,
+                    ordering_timestamp: resource.capture_time,
+                };
+                outcome.evaluations.push(record);
+                self.report(&parsed.result_token, &outcome.evaluations).await?;
+            }
+            Message::Scheduled { notification_time } => {
+                self.sweep(*notification_time, &parsed.result_token, &required, &parameters, &mut outcome).await?;
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Evaluates every group of the region, reporting in batches as it goes.
+    async fn sweep(
+        &self,
+        time: DateTime,
+        token: &str,
+        required: &[Rule],
+        parameters: &Parameters,
+        outcome: &mut Outcome,
+    ) -> Result<(), HandlerError> {
+        let mut next_token = None;
+        let mut reported = 0;
+        loop {
+            let page = self.ec2.describe_groups_page(next_token).await.map_err(|e| HandlerError::aws("(all groups of the region)", e))?;
+            for group in page.groups {
+                let group_id = group.group_id.clone();
+                let (compliance, annotation) = self.enforce(group, required, parameters, outcome).await?;
+                outcome.evaluations.push(EvaluationRecord {
+                    compliance_resource_type: SECURITY_GROUP.to_owned(),
+                    compliance_resource_id: group_id,
+                    compliance_type: compliance,
+                    annotation,
+                    ordering_timestamp: time,
+                });
+                if outcome.evaluations.len() - reported == EVALUATIONS_PER_CALL {
+                    self.report(token, &outcome.evaluations[reported..]).await?;
+                    reported = outcome.evaluations.len();
+                }
+            }
+            next_token = page.next_token;
+            if next_token.is_none() {
+                break;
+            }
+        }
+        if outcome.evaluations.len() > reported {
+            self.report(token, &outcome.evaluations[reported..]).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads one group and enforces the baseline on it.
+    async fn check_group(
+        &self,
+        group_id: &str,
+        required: &[Rule],
+        parameters: &Parameters,
+        outcome: &mut Outcome,
+    ) -> Result<(Compliance, String), HandlerError> {
+        match self.ec2.describe_group(group_id).await {
+            Ok(Some(group)) => self.enforce(group, required, parameters, outcome).await,
+            Ok(None) => Ok((Compliance::NotApplicable, format!("The security group {group_id} no longer exists."))),
+            Err(err) => denied(group_id, err),
+        }
+    }
+
+    /// Evaluates a group read completely and, in remediate mode, changes it to the baseline.
+    async fn enforce(
+        &self,
+        group: GroupState,
+        required: &[Rule],
+        parameters: &Parameters,
+        outcome: &mut Outcome,
+    ) -> Result<(Compliance, String), HandlerError> {
+        let id = group.group_id.clone();
+        if parameters.debug {
+            info!("security group definition: {id}, tags {:?}, ip_permissions {}", group.tags, permissions_json(group.ingress.iter().map(|o| &o.rule)));
+        }
+        let decision = evaluate(&group, required, parameters);
+        if decision.plan.is_empty() {
+            return Ok((decision.compliance, decision.annotation));
+        }
+        // Re-read the rules with their ids so that each revoke names exactly one rule.
+        let current = match self.ec2.ingress_rules(&id).await {
+            Ok(ingress) => GroupState { ingress, ..group },
+            Err(err) if err.kind == ErrorKind::AccessDenied => {
+                warn!("{} is not allowed ({}); revoking {id} by permission instead of by rule id", err.iam_action(), err.message);
+                group
+            }
+            Err(err) => return denied(&id, err),
+        };
+        let decision = evaluate(&current, required, parameters);
+        let changes = decision.plan;
+        if !changes.revoke.is_empty() {
+            info!("revoking for {id}, ip_permissions {}", permissions_json(changes.revoke.iter().map(|o| &o.rule)));
+            if let Err(err) = self.ec2.revoke(&id, &changes.revoke).await {
+                return denied(&id, err);
+            }
+            outcome.revoked.push(Change { group_id: id.clone(), rules: changes.revoke.iter().map(|o| o.rule.to_string()).collect() });
+        }
+        if !changes.authorize.is_empty() {
+            info!("authorizing for {id}, ip_permissions {}", permissions_json(&changes.authorize));
+            if let Err(err) = self.ec2.authorize(&id, &changes.authorize).await {
+                return denied(&id, err);
+            }
+            outcome.authorized.push(Change { group_id: id.clone(), rules: changes.authorize.iter().map(ToString::to_string).collect() });
+        }
+        // Verify: the group must now hold exactly the baseline.
+        let after = match self.ec2.describe_group(&id).await {
+            Ok(Some(after)) => after,
+            Ok(None) => return Ok((Compliance::NotApplicable, format!("The security group {id} no longer exists."))),
+            Err(err) => return denied(&id, err),
+        };
+        let left = plan(&after.ingress, required);
+        if !left.is_empty() {
+            warn!("{id} still differs from the baseline after remediation");
+            return Ok((Compliance::NonCompliant, describe_changes("Remediation incomplete: still extra", "still missing", &left)));
+        }
+        Ok((decision.compliance, decision.annotation))
+    }
+
+    async fn report(&self, token: &str, evaluations: &[EvaluationRecord]) -> Result<(), HandlerError> {
+        for batch in evaluations.chunks(EVALUATIONS_PER_CALL) {
+            for e in batch {
+                info!("evaluation {} {}: {}", e.compliance_resource_id, e.compliance_type, e.annotation);
+            }
+            let failed = self.config.put_evaluations(token, batch).await.map_err(|e| {
+                let group = match batch {
+                    [one] => one.compliance_resource_id.clone(),
+                    _ => format!("{} groups", batch.len()),
+                };
+                HandlerError::aws(&group, e)
+            })?;
+            if failed > 0 {
+                return Err(HandlerError::EvaluationsRejected { failed, sent: batch.len() });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The annotation when the rule does not apply, or `None` when it does.
+fn not_applicable(resource: &ResourceRef, left_scope: bool) -> Option<String> {
+    if resource.resource_type != SECURITY_GROUP {
+        return Some(format!("The rule doesn't apply to resources of type {}.", resource.resource_type));
+    }
+    if resource.is_deleted() {
+        return Some("The configuration item was deleted and therefore cannot be validated.".to_owned());
+    }
+    if left_scope {
+        return Some("The resource left the rule's scope.".to_owned());
+    }
+    None
+}
+
+/// AccessDenied becomes NON_COMPLIANT naming the missing permission; anything else fails the
+/// invocation so that Config retries.
+fn denied(group_id: &str, err: AwsError) -> Result<(Compliance, String), HandlerError> {
+    if err.kind == ErrorKind::AccessDenied {
+        warn!("{err} on {group_id}");
+        return Ok((
+            Compliance::NonCompliant,
+            truncate(format!(
+                "Could not check {group_id}: {} was denied; grant it to the function's role.",
+                err.iam_action()
+            )),
+        ));
+    }
+    Err(HandlerError::aws(group_id, err))
+}
