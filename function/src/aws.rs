@@ -9,7 +9,9 @@ use std::future::Future;
 
 use aws_sdk_config::types::{ComplianceType, Evaluation};
 use aws_sdk_ec2::error::ProvideErrorMetadata;
-use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, Ipv6Range, PrefixListId, SecurityGroup, SecurityGroupRule, UserIdGroupPair};
+use aws_sdk_ec2::types::{
+    Filter, IpPermission, IpRange, Ipv6Range, PrefixListId, SecurityGroup, SecurityGroupRule, UserIdGroupPair,
+};
 use aws_smithy_types::DateTime;
 
 use crate::evaluate::{Compliance, GroupState};
@@ -56,9 +58,9 @@ impl AwsError {
         let kind = match code.as_deref() {
             Some("UnauthorizedOperation" | "AccessDenied" | "AccessDeniedException") => ErrorKind::AccessDenied,
             Some("InvalidGroup.NotFound") => ErrorKind::GroupNotFound,
-            Some("InvalidPermission.Duplicate" | "InvalidPermission.NotFound" | "InvalidSecurityGroupRuleId.NotFound") => {
-                ErrorKind::AlreadyDone
-            }
+            Some(
+                "InvalidPermission.Duplicate" | "InvalidPermission.NotFound" | "InvalidSecurityGroupRuleId.NotFound",
+            ) => ErrorKind::AlreadyDone,
             _ => ErrorKind::Other,
         };
         let message = match (err.code(), err.message()) {
@@ -88,7 +90,10 @@ pub trait Ec2: Send + Sync {
     /// DescribeSecurityGroups for one group; `Ok(None)` when it no longer exists.
     fn describe_group(&self, group_id: &str) -> impl Future<Output = Result<Option<GroupState>, AwsError>> + Send;
     /// One page of DescribeSecurityGroups over the whole region.
-    fn describe_groups_page(&self, next_token: Option<String>) -> impl Future<Output = Result<GroupPage, AwsError>> + Send;
+    fn describe_groups_page(
+        &self,
+        next_token: Option<String>,
+    ) -> impl Future<Output = Result<GroupPage, AwsError>> + Send;
     /// Every ingress rule of the group with its `SecurityGroupRuleId` (all pages).
     fn ingress_rules(&self, group_id: &str) -> impl Future<Output = Result<Vec<ObservedRule>, AwsError>> + Send;
     /// Revokes the rules: by rule id when every rule has one, else by permission.
@@ -116,7 +121,11 @@ fn serialize_time<S: serde::Serializer>(time: &DateTime, serializer: S) -> Resul
 /// The Config call of the function.
 pub trait Evaluations: Send + Sync {
     /// PutEvaluations; returns the number of evaluations Config reported as failed.
-    fn put_evaluations(&self, result_token: &str, evaluations: &[EvaluationRecord]) -> impl Future<Output = Result<usize, AwsError>> + Send;
+    fn put_evaluations(
+        &self,
+        result_token: &str,
+        evaluations: &[EvaluationRecord],
+    ) -> impl Future<Output = Result<usize, AwsError>> + Send;
 }
 
 impl Ec2 for aws_sdk_ec2::Client {
@@ -176,7 +185,11 @@ impl Ec2 for aws_sdk_ec2::Client {
                 return Ok(rules);
             }
         }
-        Err(AwsError::new(OP, ErrorKind::Unreadable, format!("{group_id}: more than 100 pages of rules; refusing to act on a partial read")))
+        Err(AwsError::new(
+            OP,
+            ErrorKind::Unreadable,
+            format!("{group_id}: more than 100 pages of rules; refusing to act on a partial read"),
+        ))
     }
 
     async fn revoke(&self, group_id: &str, rules: &[ObservedRule]) -> Result<(), AwsError> {
@@ -248,30 +261,37 @@ impl Evaluations for aws_sdk_config::Client {
                     .annotation(&e.annotation)
                     .ordering_timestamp(e.ordering_timestamp)
                     .build()
-                    .map_err(|err| AwsError::new(OP, ErrorKind::Other, format!("evaluation of {}: {err}", e.compliance_resource_id)))
+                    .map_err(|err| {
+                        AwsError::new(
+                            OP,
+                            ErrorKind::Other,
+                            format!("evaluation of {}: {err}", e.compliance_resource_id),
+                        )
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let output = self
-            .put_evaluations()
-            .result_token(result_token)
-            .set_evaluations(Some(evaluations))
-            .send()
-            .await
-            .map_err(|err| {
-                let code = aws_sdk_config::error::ProvideErrorMetadata::code(&err).map(str::to_owned);
-                let kind = match code.as_deref() {
-                    Some("AccessDeniedException" | "AccessDenied") => ErrorKind::AccessDenied,
-                    _ => ErrorKind::Other,
-                };
-                let message = aws_smithy_types::error::display::DisplayErrorContext(&err).to_string();
-                AwsError { operation: OP, kind, code, message }
-            })?;
+        let output =
+            self.put_evaluations().result_token(result_token).set_evaluations(Some(evaluations)).send().await.map_err(
+                |err| {
+                    let code = aws_sdk_config::error::ProvideErrorMetadata::code(&err).map(str::to_owned);
+                    let kind = match code.as_deref() {
+                        Some("AccessDeniedException" | "AccessDenied") => ErrorKind::AccessDenied,
+                        _ => ErrorKind::Other,
+                    };
+                    let message = aws_smithy_types::error::display::DisplayErrorContext(&err).to_string();
+                    AwsError { operation: OP, kind, code, message }
+                },
+            )?;
         Ok(output.failed_evaluations().len())
     }
 }
 
 fn unreadable(operation: &'static str, group_id: &str, err: RuleError) -> AwsError {
-    AwsError::new(operation, ErrorKind::Unreadable, format!("{group_id} has a rule this function cannot interpret ({err}); refusing to act on it"))
+    AwsError::new(
+        operation,
+        ErrorKind::Unreadable,
+        format!("{group_id} has a rule this function cannot interpret ({err}); refusing to act on it"),
+    )
 }
 
 fn group_state(operation: &'static str, group: &SecurityGroup) -> Result<GroupState, AwsError> {
@@ -298,8 +318,16 @@ fn permission_of(p: &IpPermission) -> Permission {
         ip_protocol: p.ip_protocol().unwrap_or("-1").to_owned(),
         from_port: p.from_port(),
         to_port: p.to_port(),
-        ip_ranges: p.ip_ranges().iter().filter_map(|r| Some(R4 { cidr_ip: r.cidr_ip()?.to_owned(), description: None })).collect(),
-        ipv6_ranges: p.ipv6_ranges().iter().filter_map(|r| Some(R6 { cidr_ipv6: r.cidr_ipv6()?.to_owned(), description: None })).collect(),
+        ip_ranges: p
+            .ip_ranges()
+            .iter()
+            .filter_map(|r| Some(R4 { cidr_ip: r.cidr_ip()?.to_owned(), description: None }))
+            .collect(),
+        ipv6_ranges: p
+            .ipv6_ranges()
+            .iter()
+            .filter_map(|r| Some(R6 { cidr_ipv6: r.cidr_ipv6()?.to_owned(), description: None }))
+            .collect(),
         prefix_list_ids: p
             .prefix_list_ids()
             .iter()
@@ -326,7 +354,10 @@ fn observed_rule(rule: &SecurityGroupRule) -> Result<ObservedRule, RuleError> {
         return Err(RuleError(format!("rule {} has no source", rule.security_group_rule_id().unwrap_or("?"))));
     };
     let rule_id = rule.security_group_rule_id().map(str::to_owned);
-    Ok(ObservedRule { rule: Rule::new(rule.ip_protocol().unwrap_or("-1"), rule.from_port(), rule.to_port(), source)?, id: rule_id })
+    Ok(ObservedRule {
+        rule: Rule::new(rule.ip_protocol().unwrap_or("-1"), rule.from_port(), rule.to_port(), source)?,
+        id: rule_id,
+    })
 }
 
 /// The SDK form of one atomic rule.

@@ -102,18 +102,16 @@ pub fn evaluate(group: &GroupState, required: &[Rule], parameters: &Parameters) 
         if group.tags.contains_key(tag) {
             return Decision {
                 compliance: Compliance::NotApplicable,
-                annotation: truncate(format!("Exempt: the group carries the tag `{tag}`, so it is neither evaluated nor changed.")),
+                annotation: truncate(format!(
+                    "Exempt: the group carries the tag `{tag}`, so it is neither evaluated nor changed."
+                )),
                 plan: Plan::default(),
             };
         }
     }
     let plan = plan(&group.ingress, required);
     if plan.is_empty() {
-        return Decision {
-            compliance: Compliance::Compliant,
-            annotation: COMPLIANT_ANNOTATION.to_owned(),
-            plan,
-        };
+        return Decision { compliance: Compliance::Compliant, annotation: COMPLIANT_ANNOTATION.to_owned(), plan };
     }
     match parameters.mode {
         Mode::Remediate => Decision {
@@ -276,7 +274,13 @@ mod tests {
 
     #[test]
     fn duplicates_are_revoked_once_without_ids_and_per_id_with_ids() {
-        let d = remediate(&["tcp/80@0.0.0.0/0", "tcp/443@0.0.0.0/0", "tcp/22@0.0.0.0/0", "tcp/22@0.0.0.0/0", "tcp/80@0.0.0.0/0"]);
+        let d = remediate(&[
+            "tcp/80@0.0.0.0/0",
+            "tcp/443@0.0.0.0/0",
+            "tcp/22@0.0.0.0/0",
+            "tcp/22@0.0.0.0/0",
+            "tcp/80@0.0.0.0/0",
+        ]);
         assert_eq!(names(&d.plan), (vec!["tcp/22@0.0.0.0/0".into()], vec![]));
 
         let mut g = group(&["tcp/80@0.0.0.0/0", "tcp/443@0.0.0.0/0"]);
@@ -328,9 +332,11 @@ mod tests {
 
         fn source() -> impl Strategy<Value = Source> {
             prop_oneof![
-                (any::<u32>(), 0u8..=32).prop_map(|(a, p)| Source::parse(&format!("{}/{p}", Ipv4Addr::from(a))).unwrap()),
+                (any::<u32>(), 0u8..=32)
+                    .prop_map(|(a, p)| Source::parse(&format!("{}/{p}", Ipv4Addr::from(a))).unwrap()),
                 Just(Source::parse("0.0.0.0/0").unwrap()),
-                (any::<u128>(), 0u8..=128).prop_map(|(a, p)| Source::parse(&format!("{}/{p}", Ipv6Addr::from(a))).unwrap()),
+                (any::<u128>(), 0u8..=128)
+                    .prop_map(|(a, p)| Source::parse(&format!("{}/{p}", Ipv6Addr::from(a))).unwrap()),
                 "pl-[0-9a-f]{4}".prop_map(Source::PrefixList),
                 "sg-[0-9a-f]{4}".prop_map(Source::Group),
             ]
@@ -338,17 +344,19 @@ mod tests {
 
         fn rule() -> impl Strategy<Value = Rule> {
             let protocol = prop_oneof![Just("tcp"), Just("udp"), Just("-1"), Just("icmp"), Just("6"), Just("50")];
-            (protocol, 0i32..=65535, 0i32..=200, source(), prop::bool::ANY).prop_map(|(p, from, width, source, common)| {
-                if common {
-                    let port = if width % 2 == 0 { 80 } else { 443 };
-                    return Rule::new("tcp", Some(port), Some(port), Source::parse("0.0.0.0/0").unwrap()).unwrap();
-                }
-                let (from, to) = match p {
-                    "icmp" => (from % 256, width % 256),
-                    _ => (from, (from + width).min(65535)),
-                };
-                Rule::new(p, Some(from), Some(to), source).unwrap()
-            })
+            (protocol, 0i32..=65535, 0i32..=200, source(), prop::bool::ANY).prop_map(
+                |(p, from, width, source, common)| {
+                    if common {
+                        let port = if width % 2 == 0 { 80 } else { 443 };
+                        return Rule::new("tcp", Some(port), Some(port), Source::parse("0.0.0.0/0").unwrap()).unwrap();
+                    }
+                    let (from, to) = match p {
+                        "icmp" => (from % 256, width % 256),
+                        _ => (from, (from + width).min(65535)),
+                    };
+                    Rule::new(p, Some(from), Some(to), source).unwrap()
+                },
+            )
         }
 
         fn observed() -> impl Strategy<Value = Vec<ObservedRule>> {

@@ -98,10 +98,18 @@ impl ConfigEvent {
         if !event.is_object() {
             return Err(EventError(format!("expected a JSON object, got {}", kind(event))));
         }
-        let raw = RawEvent::deserialize(event).map_err(|e| EventError(format!("{e} (expected the fields invokingEvent, resultToken and optionally ruleParameters, eventLeftScope)")))?;
+        let raw = RawEvent::deserialize(event).map_err(|e| {
+            EventError(format!(
+                "{e} (expected the fields invokingEvent, resultToken and optionally ruleParameters, eventLeftScope)"
+            ))
+        })?;
         let invoking: RawInvokingEvent = serde_json::from_str(&raw.invoking_event)
             .map_err(|e| EventError(format!("`invokingEvent` is not the JSON string of an invoking event: {e}")))?;
-        let notification_time = invoking.notification_creation_time.as_deref().map(|t| timestamp("notificationCreationTime", t)).transpose()?;
+        let notification_time = invoking
+            .notification_creation_time
+            .as_deref()
+            .map(|t| timestamp("notificationCreationTime", t))
+            .transpose()?;
         let message = match invoking.message_type.as_str() {
             "ConfigurationItemChangeNotification" => {
                 let item = invoking
@@ -142,8 +150,11 @@ fn resource(item: RawItem, notification_time: Option<DateTime>, field: &str) -> 
     let capture_time = match item.configuration_item_capture_time.as_deref() {
         Some(t) => timestamp("configurationItemCaptureTime", t)?,
         // Deleted-and-not-recorded items may lack a capture time; order by the notification.
-        None => notification_time
-            .ok_or_else(|| EventError(format!("`{field}` has no configurationItemCaptureTime and the event no notificationCreationTime")))?,
+        None => notification_time.ok_or_else(|| {
+            EventError(format!(
+                "`{field}` has no configurationItemCaptureTime and the event no notificationCreationTime"
+            ))
+        })?,
     };
     if item.resource_id.trim().is_empty() {
         return Err(EventError(format!("`{field}.resourceId` is empty")));
@@ -157,8 +168,9 @@ fn resource(item: RawItem, notification_time: Option<DateTime>, field: &str) -> 
 }
 
 fn timestamp(field: &str, value: &str) -> Result<DateTime, EventError> {
-    DateTime::from_str(value, Format::DateTime)
-        .map_err(|e| EventError(format!("`{field}` is `{value}`, not an ISO 8601 time such as 2016-07-13T21:50:00.373Z: {e}")))
+    DateTime::from_str(value, Format::DateTime).map_err(|e| {
+        EventError(format!("`{field}` is `{value}`, not an ISO 8601 time such as 2016-07-13T21:50:00.373Z: {e}"))
+    })
 }
 
 fn kind(value: &serde_json::Value) -> &'static str {

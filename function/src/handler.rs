@@ -28,11 +28,7 @@ pub enum HandlerError {
     #[error("the built-in baseline policy/required-ingress.json is invalid: {0}")]
     Baseline(RuleError),
     #[error("{source} (security group {group}; {retry})")]
-    Aws {
-        group: String,
-        source: AwsError,
-        retry: &'static str,
-    },
+    Aws { group: String, source: AwsError, retry: &'static str },
     #[error("PutEvaluations rejected {failed} of {sent} evaluations; Config will retry the evaluation")]
     EvaluationsRejected { failed: usize, sent: usize },
 }
@@ -94,7 +90,9 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
     pub fn new(ec2: E, config: C) -> Result<Self, HandlerError> {
         let baseline = embedded_baseline().map_err(HandlerError::Baseline)?;
         if baseline.is_empty() {
-            return Err(HandlerError::Baseline(RuleError("it holds no rule; an empty baseline would strip every group".into())));
+            return Err(HandlerError::Baseline(RuleError(
+                "it holds no rule; an empty baseline would strip every group".into(),
+            )));
         }
         Ok(Handler { ec2, config, baseline })
     }
@@ -153,7 +151,11 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
         let mut next_token = None;
         let mut reported = 0;
         loop {
-            let page = self.ec2.describe_groups_page(next_token).await.map_err(|e| HandlerError::aws("(all groups of the region)", e))?;
+            let page = self
+                .ec2
+                .describe_groups_page(next_token)
+                .await
+                .map_err(|e| HandlerError::aws("(all groups of the region)", e))?;
             for group in page.groups {
                 let group_id = group.group_id.clone();
                 let (compliance, annotation) = self.enforce(group, required, parameters, outcome).await?;
@@ -205,7 +207,11 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
     ) -> Result<(Compliance, String), HandlerError> {
         let id = group.group_id.clone();
         if parameters.debug {
-            info!("security group definition: {id}, tags {:?}, ip_permissions {}", group.tags, permissions_json(group.ingress.iter().map(|o| &o.rule)));
+            info!(
+                "security group definition: {id}, tags {:?}, ip_permissions {}",
+                group.tags,
+                permissions_json(group.ingress.iter().map(|o| &o.rule))
+            );
         }
         let decision = evaluate(&group, required, parameters);
         if decision.plan.is_empty() {
@@ -215,7 +221,11 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
         let current = match self.ec2.ingress_rules(&id).await {
             Ok(ingress) => GroupState { ingress, ..group },
             Err(err) if err.kind == ErrorKind::AccessDenied => {
-                warn!("{} is not allowed ({}); revoking {id} by permission instead of by rule id", err.iam_action(), err.message);
+                warn!(
+                    "{} is not allowed ({}); revoking {id} by permission instead of by rule id",
+                    err.iam_action(),
+                    err.message
+                );
                 group
             }
             Err(err) => return denied(&id, err),
@@ -227,14 +237,20 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
             if let Err(err) = self.ec2.revoke(&id, &changes.revoke).await {
                 return denied(&id, err);
             }
-            outcome.revoked.push(Change { group_id: id.clone(), rules: changes.revoke.iter().map(|o| o.rule.to_string()).collect() });
+            outcome.revoked.push(Change {
+                group_id: id.clone(),
+                rules: changes.revoke.iter().map(|o| o.rule.to_string()).collect(),
+            });
         }
         if !changes.authorize.is_empty() {
             info!("authorizing for {id}, ip_permissions {}", permissions_json(&changes.authorize));
             if let Err(err) = self.ec2.authorize(&id, &changes.authorize).await {
                 return denied(&id, err);
             }
-            outcome.authorized.push(Change { group_id: id.clone(), rules: changes.authorize.iter().map(ToString::to_string).collect() });
+            outcome.authorized.push(Change {
+                group_id: id.clone(),
+                rules: changes.authorize.iter().map(ToString::to_string).collect(),
+            });
         }
         // Verify: the group must now hold exactly the baseline.
         let after = match self.ec2.describe_group(&id).await {
@@ -245,7 +261,10 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
         let left = plan(&after.ingress, required);
         if !left.is_empty() {
             warn!("{id} still differs from the baseline after remediation");
-            return Ok((Compliance::NonCompliant, describe_changes("Remediation incomplete: still extra", "still missing", &left)));
+            return Ok((
+                Compliance::NonCompliant,
+                describe_changes("Remediation incomplete: still extra", "still missing", &left),
+            ));
         }
         Ok((decision.compliance, decision.annotation))
     }

@@ -47,26 +47,38 @@ impl Parameters {
             return Ok(Parameters::default());
         }
         let map: BTreeMap<String, serde_json::Value> = serde_json::from_str(text).map_err(|e| {
-            ParameterError(format!("text is not a JSON object of strings ({e}): set the rule's parameters to e.g. {{\"debug\":\"true\"}}"))
+            ParameterError(format!(
+                "text is not a JSON object of strings ({e}): set the rule's parameters to e.g. {{\"debug\":\"true\"}}"
+            ))
         })?;
         let mut parameters = Parameters::default();
         for (key, value) in map {
             let value = value.as_str().ok_or_else(|| {
-                ParameterError(format!("`{key}` must be a string (Config passes every parameter as a string), got {value}"))
+                ParameterError(format!(
+                    "`{key}` must be a string (Config passes every parameter as a string), got {value}"
+                ))
             })?;
             match key.as_str() {
                 "debug" => {
                     parameters.debug = match value.trim().to_ascii_lowercase().as_str() {
                         "true" => true,
                         "false" => false,
-                        _ => return Err(ParameterError(format!("`debug` is `{value}`: allowed values are true and false"))),
+                        _ => {
+                            return Err(ParameterError(format!(
+                                "`debug` is `{value}`: allowed values are true and false"
+                            )))
+                        }
                     }
                 }
                 "mode" => {
                     parameters.mode = match value.trim() {
                         "remediate" => Mode::Remediate,
                         "report" => Mode::Report,
-                        _ => return Err(ParameterError(format!("`mode` is `{value}`: allowed values are remediate and report"))),
+                        _ => {
+                            return Err(ParameterError(format!(
+                                "`mode` is `{value}`: allowed values are remediate and report"
+                            )))
+                        }
                     }
                 }
                 "exemptTag" => {
@@ -135,7 +147,10 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_values_name_the_parameter() {
         let cases = [
-            (r#"{"Debug":"true"}"#, "`Debug` is unknown: allowed parameters are debug, mode, exemptTag, requiredIngress"),
+            (
+                r#"{"Debug":"true"}"#,
+                "`Debug` is unknown: allowed parameters are debug, mode, exemptTag, requiredIngress",
+            ),
             (r#"{"mode":"fix"}"#, "`mode` is `fix`: allowed values are remediate and report"),
             (r#"{"debug":true}"#, "`debug` must be a string"),
             (r#"{"requiredIngress":"tcp/80"}"#, "`requiredIngress` is invalid"),

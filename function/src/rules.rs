@@ -81,8 +81,14 @@ impl fmt::Display for Protocol {
 /// Where traffic may come from: exactly one of the four kinds EC2 supports.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Source {
-    Ipv4 { addr: Ipv4Addr, prefix: u8 },
-    Ipv6 { addr: Ipv6Addr, prefix: u8 },
+    Ipv4 {
+        addr: Ipv4Addr,
+        prefix: u8,
+    },
+    Ipv6 {
+        addr: Ipv6Addr,
+        prefix: u8,
+    },
     PrefixList(String),
     /// A reference to a security group. The owning account is not part of the identity:
     /// group ids are unique across accounts.
@@ -194,10 +200,12 @@ impl Rule {
             ..Permission::default()
         };
         match &self.source {
-            Source::Ipv4 { .. } => permission.ip_ranges.push(IpRange { cidr_ip: self.source.to_string(), description: None }),
-            Source::Ipv6 { .. } => permission
-                .ipv6_ranges
-                .push(Ipv6Range { cidr_ipv6: self.source.to_string(), description: None }),
+            Source::Ipv4 { .. } => {
+                permission.ip_ranges.push(IpRange { cidr_ip: self.source.to_string(), description: None })
+            }
+            Source::Ipv6 { .. } => {
+                permission.ipv6_ranges.push(Ipv6Range { cidr_ipv6: self.source.to_string(), description: None })
+            }
             Source::PrefixList(id) => {
                 permission.prefix_list_ids.push(PrefixListId { prefix_list_id: id.clone(), description: None })
             }
@@ -351,9 +359,7 @@ impl Permission {
                     .map(Source::Group)
                     .ok_or_else(|| RuleError("a group reference has no GroupId".to_owned()))
             }));
-        sources
-            .map(|source| Rule::new(&self.ip_protocol, self.from_port, self.to_port, source?))
-            .collect()
+        sources.map(|source| Rule::new(&self.ip_protocol, self.from_port, self.to_port, source?)).collect()
     }
 }
 
@@ -362,8 +368,8 @@ pub const REQUIRED_INGRESS_JSON: &str = include_str!("../../policy/required-ingr
 
 /// Parses a baseline in EC2 permission JSON into atomic rules.
 pub fn parse_permissions_json(json: &str) -> Result<Vec<Rule>, RuleError> {
-    let permissions: Vec<Permission> =
-        serde_json::from_str(json).map_err(|e| RuleError(format!("baseline is not a list of EC2 IpPermissions: {e}")))?;
+    let permissions: Vec<Permission> = serde_json::from_str(json)
+        .map_err(|e| RuleError(format!("baseline is not a list of EC2 IpPermissions: {e}")))?;
     let mut rules = Vec::new();
     for permission in &permissions {
         rules.extend(permission.expand()?);
@@ -374,11 +380,8 @@ pub fn parse_permissions_json(json: &str) -> Result<Vec<Rule>, RuleError> {
 /// Parses the compact list of the `requiredIngress` parameter
 /// (`tcp/80@0.0.0.0/0,tcp/443@0.0.0.0/0`).
 pub fn parse_compact_list(list: &str) -> Result<Vec<Rule>, RuleError> {
-    let rules = list
-        .split(',')
-        .filter(|item| !item.trim().is_empty())
-        .map(str::parse)
-        .collect::<Result<Vec<Rule>, _>>()?;
+    let rules =
+        list.split(',').filter(|item| !item.trim().is_empty()).map(str::parse).collect::<Result<Vec<Rule>, _>>()?;
     Ok(dedup(rules))
 }
 
@@ -431,7 +434,16 @@ mod tests {
 
     #[test]
     fn compact_form_round_trips() {
-        for s in ["tcp/80@0.0.0.0/0", "tcp/1020-1025@::/0", "all@sg-0123", "icmp/8:0@10.0.0.0/8", "icmp@0.0.0.0/0", "icmp/3@0.0.0.0/0", "udp/0-65535@pl-12ab", "47@192.168.0.0/16"] {
+        for s in [
+            "tcp/80@0.0.0.0/0",
+            "tcp/1020-1025@::/0",
+            "all@sg-0123",
+            "icmp/8:0@10.0.0.0/8",
+            "icmp@0.0.0.0/0",
+            "icmp/3@0.0.0.0/0",
+            "udp/0-65535@pl-12ab",
+            "47@192.168.0.0/16",
+        ] {
             assert_eq!(rule(s).to_string(), s);
         }
     }
@@ -462,12 +474,22 @@ mod tests {
             ],
             ipv6_ranges: vec![Ipv6Range { cidr_ipv6: "::/0".into(), description: None }],
             prefix_list_ids: vec![PrefixListId { prefix_list_id: "pl-1".into(), description: None }],
-            user_id_group_pairs: vec![GroupPair { group_id: Some("sg-1".into()), user_id: Some("123".into()), description: None }],
+            user_id_group_pairs: vec![GroupPair {
+                group_id: Some("sg-1".into()),
+                user_id: Some("123".into()),
+                description: None,
+            }],
         };
         let rules = permission.expand().unwrap();
         assert_eq!(
             rules,
-            vec![rule("tcp/80@0.0.0.0/0"), rule("tcp/80@10.0.0.0/8"), rule("tcp/80@::/0"), rule("tcp/80@pl-1"), rule("tcp/80@sg-1")]
+            vec![
+                rule("tcp/80@0.0.0.0/0"),
+                rule("tcp/80@10.0.0.0/8"),
+                rule("tcp/80@::/0"),
+                rule("tcp/80@pl-1"),
+                rule("tcp/80@sg-1")
+            ]
         );
     }
 

@@ -19,10 +19,13 @@ macro_rules! fixture {
     };
 }
 
+/// A group's tags and its rules with their ids.
+type FakeGroup = (BTreeMap<String, String>, Vec<(String, Rule)>);
+
 /// EC2 in memory: groups with rules that carry ids, a call log, and operations to deny or fail.
 #[derive(Default)]
 struct FakeEc2 {
-    groups: Mutex<BTreeMap<String, (BTreeMap<String, String>, Vec<(String, Rule)>)>>,
+    groups: Mutex<BTreeMap<String, FakeGroup>>,
     calls: Mutex<Vec<String>>,
     denied: BTreeSet<&'static str>,
     failing: BTreeSet<&'static str>,
@@ -71,7 +74,11 @@ impl FakeEc2 {
     fn call(&self, operation: &'static str) -> Result<(), AwsError> {
         self.calls.lock().unwrap().push(operation.to_owned());
         if self.denied.contains(operation) {
-            return Err(AwsError::new(operation, ErrorKind::AccessDenied, "UnauthorizedOperation: You are not authorized"));
+            return Err(AwsError::new(
+                operation,
+                ErrorKind::AccessDenied,
+                "UnauthorizedOperation: You are not authorized",
+            ));
         }
         if self.failing.contains(operation) {
             return Err(AwsError::new(operation, ErrorKind::Other, "RequestLimitExceeded: Request limit exceeded."));
@@ -85,7 +92,10 @@ impl FakeEc2 {
         Some(GroupState {
             group_id: id.to_owned(),
             tags: tags.clone(),
-            ingress: rules.iter().map(|(rid, rule)| ObservedRule { rule: rule.clone(), id: with_ids.then(|| rid.clone()) }).collect(),
+            ingress: rules
+                .iter()
+                .map(|(rid, rule)| ObservedRule { rule: rule.clone(), id: with_ids.then(|| rid.clone()) })
+                .collect(),
         })
     }
 }
@@ -152,7 +162,8 @@ impl Evaluations for FakeConfig {
 }
 
 fn lab_ec2() -> FakeEc2 {
-    FakeEc2::default().with_group(LAB_GROUP, &["tcp/80@0.0.0.0/0", "tcp/443@0.0.0.0/0", "tcp/465@0.0.0.0/0", "tcp/993@0.0.0.0/0"])
+    FakeEc2::default()
+        .with_group(LAB_GROUP, &["tcp/80@0.0.0.0/0", "tcp/443@0.0.0.0/0", "tcp/465@0.0.0.0/0", "tcp/993@0.0.0.0/0"])
 }
 
 fn handler(ec2: FakeEc2) -> Handler<FakeEc2, FakeConfig> {
@@ -179,14 +190,22 @@ async fn lab_group_is_reduced_to_http_and_https_and_reported_non_compliant() {
     let (token, evaluations) = &puts[0];
     assert_eq!(token, TOKEN);
     let e = &evaluations[0];
-    assert_eq!((e.compliance_resource_type.as_str(), e.compliance_resource_id.as_str()), ("AWS::EC2::SecurityGroup", LAB_GROUP));
+    assert_eq!(
+        (e.compliance_resource_type.as_str(), e.compliance_resource_id.as_str()),
+        ("AWS::EC2::SecurityGroup", LAB_GROUP)
+    );
     assert_eq!(e.compliance_type, Compliance::NonCompliant);
     assert_eq!(e.annotation, "Revoked tcp/465@0.0.0.0/0, tcp/993@0.0.0.0/0.");
     assert_eq!(time(e), "2016-07-19T21:24:32.582Z");
     // Revoked by rule id, then verified with a fresh read.
     assert_eq!(
         h.ec2().calls(),
-        ["DescribeSecurityGroups", "DescribeSecurityGroupRules", "RevokeSecurityGroupIngress", "DescribeSecurityGroups"]
+        [
+            "DescribeSecurityGroups",
+            "DescribeSecurityGroupRules",
+            "RevokeSecurityGroupIngress",
+            "DescribeSecurityGroups"
+        ]
     );
 }
 
@@ -213,10 +232,26 @@ async fn oversized_notification_reads_the_group_from_ec2() {
 #[tokio::test]
 async fn not_applicable_events_make_no_ec2_call() {
     let cases = [
-        (fixture!("change-notification-other-type.json"), "The rule doesn't apply to resources of type AWS::EC2::Instance.", "2016-07-19T21:24:32.582Z"),
-        (fixture!("change-notification-deleted.json"), "The configuration item was deleted and therefore cannot be validated.", "2016-07-19T21:24:32.582Z"),
-        (fixture!("change-notification-deleted-not-recorded.json"), "The configuration item was deleted and therefore cannot be validated.", "2016-07-19T21:24:33.383Z"),
-        (fixture!("change-notification-left-scope.json"), "The resource left the rule's scope.", "2016-07-19T21:24:32.582Z"),
+        (
+            fixture!("change-notification-other-type.json"),
+            "The rule doesn't apply to resources of type AWS::EC2::Instance.",
+            "2016-07-19T21:24:32.582Z",
+        ),
+        (
+            fixture!("change-notification-deleted.json"),
+            "The configuration item was deleted and therefore cannot be validated.",
+            "2016-07-19T21:24:32.582Z",
+        ),
+        (
+            fixture!("change-notification-deleted-not-recorded.json"),
+            "The configuration item was deleted and therefore cannot be validated.",
+            "2016-07-19T21:24:33.383Z",
+        ),
+        (
+            fixture!("change-notification-left-scope.json"),
+            "The resource left the rule's scope.",
+            "2016-07-19T21:24:32.582Z",
+        ),
     ];
     for (event, annotation, ordering) in cases {
         let h = handler(lab_ec2());
@@ -242,12 +277,18 @@ async fn a_group_gone_when_read_is_not_applicable() {
 #[tokio::test]
 async fn malformed_events_fail_before_any_call() {
     let cases = [
-        (fixture!("malformed-invoking-event-not-json.json"), "`invokingEvent` is not the JSON string of an invoking event"),
+        (
+            fixture!("malformed-invoking-event-not-json.json"),
+            "`invokingEvent` is not the JSON string of an invoking event",
+        ),
         (fixture!("malformed-invoking-event-not-a-string.json"), "invalid type: map, expected a string"),
         (fixture!("malformed-missing-result-token.json"), "missing field `resultToken`"),
         (fixture!("malformed-missing-resource-id.json"), "missing field `resourceId`"),
         (fixture!("malformed-bad-capture-time.json"), "`configurationItemCaptureTime` is `yesterday`"),
-        (fixture!("malformed-unknown-message-type.json"), "messageType `ComplianceChangeNotification` is not one this rule handles"),
+        (
+            fixture!("malformed-unknown-message-type.json"),
+            "messageType `ComplianceChangeNotification` is not one this rule handles",
+        ),
         (serde_json::json!([1, 2]), "expected a JSON object, got an array"),
         (serde_json::json!({}), "missing field `invokingEvent`"),
     ];
@@ -309,7 +350,8 @@ async fn exempt_group_is_not_applicable_and_untouched() {
 #[tokio::test]
 async fn required_ingress_parameter_replaces_the_baseline() {
     let h = handler(lab_ec2());
-    let outcome = h.handle(with_parameters(r#"{"requiredIngress":"tcp/443@0.0.0.0/0,tcp/1020-1025@::/0"}"#)).await.unwrap();
+    let outcome =
+        h.handle(with_parameters(r#"{"requiredIngress":"tcp/443@0.0.0.0/0,tcp/1020-1025@::/0"}"#)).await.unwrap();
     assert_eq!(h.ec2().rules_of(LAB_GROUP), ["tcp/1020-1025@::/0", "tcp/443@0.0.0.0/0"]);
     assert_eq!(
         outcome.evaluations[0].annotation,
@@ -325,7 +367,9 @@ async fn denied_revoke_is_non_compliant_naming_the_permission() {
     assert_eq!(e.compliance_type, Compliance::NonCompliant);
     assert_eq!(
         e.annotation,
-        format!("Could not check {LAB_GROUP}: ec2:RevokeSecurityGroupIngress was denied; grant it to the function's role.")
+        format!(
+            "Could not check {LAB_GROUP}: ec2:RevokeSecurityGroupIngress was denied; grant it to the function's role."
+        )
     );
     assert_eq!(puts(&h).len(), 1);
 }
@@ -362,14 +406,19 @@ async fn rejected_evaluations_fail_the_invocation() {
 async fn scheduled_sweep_pages_through_every_group_and_reports_in_batches_of_100() {
     let mut ec2 = FakeEc2 { page_size: 40, ..FakeEc2::default() };
     for i in 0..250 {
-        let rules: &[&str] = if i % 3 == 0 { &["tcp/22@0.0.0.0/0", "tcp/80@0.0.0.0/0"] } else { &["tcp/80@0.0.0.0/0", "tcp/443@0.0.0.0/0"] };
+        let rules: &[&str] = if i % 3 == 0 {
+            &["tcp/22@0.0.0.0/0", "tcp/80@0.0.0.0/0"]
+        } else {
+            &["tcp/80@0.0.0.0/0", "tcp/443@0.0.0.0/0"]
+        };
         ec2 = ec2.with_group(&format!("sg-{i:017}"), rules);
     }
     let h = handler(ec2);
     let outcome = h.handle(fixture!("scheduled-notification.json")).await.unwrap();
     let puts = puts(&h);
     assert_eq!(puts.iter().map(|(_, e)| e.len()).collect::<Vec<_>>(), [100, 100, 50]);
-    let ids: BTreeSet<&str> = puts.iter().flat_map(|(_, e)| e.iter().map(|e| e.compliance_resource_id.as_str())).collect();
+    let ids: BTreeSet<&str> =
+        puts.iter().flat_map(|(_, e)| e.iter().map(|e| e.compliance_resource_id.as_str())).collect();
     assert_eq!(ids.len(), 250);
     assert!(puts.iter().flat_map(|(_, e)| e).all(|e| time(e) == "2016-07-19T22:00:00Z"));
     assert_eq!(outcome.revoked.len(), 84);

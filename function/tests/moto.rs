@@ -19,7 +19,9 @@ async fn lab(put_evaluations_response: Value) -> Lab {
     let moto = MotoServer::start();
     let sdk = moto.sdk_config().await;
     let recorder = RecordingEndpoint::start(put_evaluations_response).await;
-    let config = aws_sdk_config::Client::from_conf(aws_sdk_config::config::Builder::from(&sdk).endpoint_url(&recorder.endpoint).build());
+    let config = aws_sdk_config::Client::from_conf(
+        aws_sdk_config::config::Builder::from(&sdk).endpoint_url(&recorder.endpoint).build(),
+    );
     let ec2 = aws_sdk_ec2::Client::new(&sdk);
     let handler = Handler::new(ec2.clone(), config).unwrap();
     Lab { _moto: moto, ec2, recorder, handler }
@@ -124,7 +126,8 @@ async fn lab_group_is_reduced_to_80_and_443_and_the_evaluation_is_sent() {
 async fn multi_source_permissions_are_revoked_rule_by_rule() {
     let lab = lab(json!({"FailedEvaluations": []})).await;
     let vpc = lab.ec2.describe_vpcs().send().await.unwrap().vpcs()[0].vpc_id().unwrap().to_owned();
-    let group = lab.ec2.create_security_group().group_name("mixed").description("mixed").vpc_id(&vpc).send().await.unwrap();
+    let group =
+        lab.ec2.create_security_group().group_name("mixed").description("mixed").vpc_id(&vpc).send().await.unwrap();
     let group = group.group_id().unwrap().to_owned();
     let other = default_group(&lab.ec2).await;
     lab.ec2
@@ -133,7 +136,10 @@ async fn multi_source_permissions_are_revoked_rule_by_rule() {
         .set_ip_permissions(Some(vec![
             tcp(80, &["0.0.0.0/0", "10.0.0.0/8"]),
             tcp(443, &["::/0"]),
-            IpPermission::builder().ip_protocol("-1").user_id_group_pairs(UserIdGroupPair::builder().group_id(&other).build()).build(),
+            IpPermission::builder()
+                .ip_protocol("-1")
+                .user_id_group_pairs(UserIdGroupPair::builder().group_id(&other).build())
+                .build(),
         ]))
         .send()
         .await
@@ -156,7 +162,15 @@ async fn scheduled_sweep_fixes_every_group_of_the_region() {
     let vpc = lab.ec2.describe_vpcs().send().await.unwrap().vpcs()[0].vpc_id().unwrap().to_owned();
     let mut created = Vec::new();
     for i in 0..12 {
-        let id = lab.ec2.create_security_group().group_name(format!("g{i}")).description("sweep").vpc_id(&vpc).send().await.unwrap();
+        let id = lab
+            .ec2
+            .create_security_group()
+            .group_name(format!("g{i}"))
+            .description("sweep")
+            .vpc_id(&vpc)
+            .send()
+            .await
+            .unwrap();
         let id = id.group_id().unwrap().to_owned();
         lab.ec2
             .authorize_security_group_ingress()
@@ -175,7 +189,8 @@ async fn scheduled_sweep_fixes_every_group_of_the_region() {
     for id in &created {
         assert_eq!(ingress(&lab.ec2, id).await, baseline(), "{id}");
     }
-    let evaluated: Vec<Value> = lab.recorder.requests().iter().flat_map(|r| r.body["Evaluations"].as_array().unwrap().clone()).collect();
+    let evaluated: Vec<Value> =
+        lab.recorder.requests().iter().flat_map(|r| r.body["Evaluations"].as_array().unwrap().clone()).collect();
     assert_eq!(evaluated.len(), all);
     assert!(evaluated.iter().all(|e| e["OrderingTimestamp"].as_f64() == Some(1_468_965_600.0)));
 }
