@@ -102,16 +102,18 @@ pub struct RecordingEndpoint {
 impl RecordingEndpoint {
     /// Starts the endpoint on a free loopback port; it lives as long as the test's runtime.
     pub async fn start(response: serde_json::Value) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
-        let endpoint = format!("http://{}", listener.local_addr().expect("local address"));
         let requests = Arc::new(Mutex::new(Vec::new()));
         let recorded = requests.clone();
         let body = response.to_string();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve(stream, recorded.clone(), body.clone()));
-            }
-        });
+        let endpoint = serve(move |request: Request| {
+            recorded.lock().expect("recording lock").push(Recorded {
+                target: request.header("x-amz-target").unwrap_or_default(),
+                body: serde_json::from_slice(&request.body).unwrap_or(serde_json::Value::Null),
+            });
+            let body = body.clone();
+            async move { Response::json(200, body) }
+        })
+        .await;
         RecordingEndpoint { endpoint, requests }
     }
 
@@ -120,7 +122,135 @@ impl RecordingEndpoint {
     }
 }
 
-async fn serve(mut stream: tokio::net::TcpStream, recorded: Arc<Mutex<Vec<Recorded>>>, response: String) {
+/// What the function answered to one invocation through [`RuntimeApi`].
+#[derive(Debug, Clone)]
+pub enum Invocation {
+    Response(serde_json::Value),
+    Error(serde_json::Value),
+}
+
+/// A minimal Lambda Runtime API: hands out queued events on `next` and records each
+/// `response` or `error`, so that a test can run the real `bootstrap` binary.
+pub struct RuntimeApi {
+    /// `host:port`, the value of `AWS_LAMBDA_RUNTIME_API`.
+    pub address: String,
+    results: Arc<Mutex<Vec<Invocation>>>,
+}
+
+impl RuntimeApi {
+    pub async fn start(events: Vec<serde_json::Value>) -> Self {
+        let queue = Arc::new(Mutex::new(std::collections::VecDeque::from(events)));
+        let results = Arc::new(Mutex::new(Vec::new()));
+        let recorded = results.clone();
+        let counter = Arc::new(Mutex::new(0u32));
+        let endpoint = serve(move |request: Request| {
+            let queue = queue.clone();
+            let recorded = recorded.clone();
+            let counter = counter.clone();
+            async move {
+                if request.method == "GET" && request.path.ends_with("/runtime/invocation/next") {
+                    // Long poll, as Lambda does; the test ends the process when it is done.
+                    loop {
+                        let next = queue.lock().expect("queue lock").pop_front();
+                        if let Some(event) = next {
+                            let mut n = counter.lock().expect("counter lock");
+                            *n += 1;
+                            let deadline = std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .map(|d| d.as_millis() + 60_000)
+                                .unwrap_or_default();
+                            return Response::json(200, event.to_string()).with_headers(vec![
+                                ("Lambda-Runtime-Aws-Request-Id".into(), format!("request-{n}")),
+                                ("Lambda-Runtime-Deadline-Ms".into(), deadline.to_string()),
+                                (
+                                    "Lambda-Runtime-Invoked-Function-Arn".into(),
+                                    "arn:aws:lambda:us-west-2:123456789012:function:test".into(),
+                                ),
+                            ]);
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+                let body = serde_json::from_slice(&request.body).unwrap_or(serde_json::Value::Null);
+                if request.path.ends_with("/response") {
+                    recorded.lock().expect("results lock").push(Invocation::Response(body));
+                } else {
+                    recorded.lock().expect("results lock").push(Invocation::Error(body));
+                }
+                Response::json(202, "{}".into())
+            }
+        })
+        .await;
+        RuntimeApi { address: endpoint.trim_start_matches("http://").to_owned(), results }
+    }
+
+    /// Waits, at most `timeout`, until `count` invocations have answered.
+    pub async fn wait_for(&self, count: usize, timeout: Duration) -> Vec<Invocation> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let results = self.results.lock().expect("results lock").clone();
+            if results.len() >= count || Instant::now() > deadline {
+                return results;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// One HTTP request, as the test servers see it.
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone())
+    }
+}
+
+/// An HTTP response of the test servers.
+pub struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Response {
+    pub fn json(status: u16, body: String) -> Self {
+        Response { status, headers: vec![("Content-Type".into(), "application/x-amz-json-1.1".into())], body }
+    }
+
+    fn with_headers(mut self, headers: Vec<(String, String)>) -> Self {
+        self.headers.extend(headers);
+        self
+    }
+}
+
+/// Serves HTTP/1.1 (keep-alive, Content-Length bodies) on a free loopback port.
+async fn serve<F, Fut>(handler: F) -> String
+where
+    F: Fn(Request) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+    let endpoint = format!("http://{}", listener.local_addr().expect("local address"));
+    let handler = Arc::new(handler);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(connection(stream, handler.clone()));
+        }
+    });
+    endpoint
+}
+
+async fn connection<F, Fut>(mut stream: tokio::net::TcpStream, handler: Arc<F>)
+where
+    F: Fn(Request) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response> + Send + 'static,
+{
     let mut buffer = Vec::new();
     loop {
         // Read one request: headers, then Content-Length bytes of body.
@@ -134,14 +264,19 @@ async fn serve(mut stream: tokio::net::TcpStream, recorded: Arc<Mutex<Vec<Record
                 Ok(n) => buffer.extend_from_slice(&chunk[..n]),
             }
         };
-        let headers = String::from_utf8_lossy(&buffer[..header_end]).to_string();
-        let header = |name: &str| {
-            headers.lines().find_map(|line| {
-                let (key, value) = line.split_once(':')?;
-                key.trim().eq_ignore_ascii_case(name).then(|| value.trim().to_owned())
-            })
-        };
-        let length: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let head = String::from_utf8_lossy(&buffer[..header_end]).to_string();
+        let mut lines = head.lines();
+        let mut request_line = lines.next().unwrap_or_default().split_whitespace();
+        let method = request_line.next().unwrap_or_default().to_owned();
+        let path = request_line.next().unwrap_or_default().to_owned();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|line| line.split_once(':').map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())))
+            .collect();
+        let length: usize = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
         while buffer.len() < header_end + length {
             let mut chunk = [0u8; 8192];
             match stream.read(&mut chunk).await {
@@ -150,14 +285,13 @@ async fn serve(mut stream: tokio::net::TcpStream, recorded: Arc<Mutex<Vec<Record
             }
         }
         let body: Vec<u8> = buffer.drain(..header_end + length).skip(header_end).collect();
-        recorded.lock().expect("recording lock").push(Recorded {
-            target: header("x-amz-target").unwrap_or_default(),
-            body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-        });
-        let reply = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\n\r\n{response}",
-            response.len()
-        );
+        let response = handler(Request { method, path, headers, body }).await;
+        let mut reply = format!("HTTP/1.1 {} OK\r\nContent-Length: {}\r\n", response.status, response.body.len());
+        for (key, value) in &response.headers {
+            reply.push_str(&format!("{key}: {value}\r\n"));
+        }
+        reply.push_str("\r\n");
+        reply.push_str(&response.body);
         if stream.write_all(reply.as_bytes()).await.is_err() {
             return;
         }
