@@ -1,0 +1,73 @@
+//! From the command line to a [`Lab`]: the AWS configuration (standard chain: environment,
+//! profiles, SSO), checked region and credentials, and the account from STS — printed before
+//! any change.
+
+use aws_config::{retry::RetryConfig, BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::ProvideCredentials;
+use aws_credential_types::Credentials;
+
+use crate::cli::{Global, LOCAL_ENDPOINT, LOCAL_REGION};
+use crate::error::{Error, Result};
+use crate::lab::{Clients, Lab, NameOverrides, Names};
+
+pub async fn sdk_config(global: &Global) -> SdkConfig {
+    // Three attempts: enough for throttling, short enough that an endpoint answering an
+    // unimplemented operation with HTTP 500 surfaces at once.
+    let mut loader =
+        aws_config::defaults(BehaviorVersion::latest()).retry_config(RetryConfig::standard().with_max_attempts(3));
+    if let Some(profile) = &global.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(region) = &global.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(url) = &global.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    if global.local {
+        if global.endpoint_url.is_none() {
+            loader = loader.endpoint_url(LOCAL_ENDPOINT);
+        }
+        let env_keys = std::env::var_os("AWS_ACCESS_KEY_ID").is_some();
+        if !env_keys && global.profile.is_none() {
+            loader = loader.credentials_provider(Credentials::new("local", "local", None, None, "deploy --local"));
+        }
+    }
+    let config = loader.load().await;
+    if global.local && config.region().is_none() {
+        return config.into_builder().region(Region::new(LOCAL_REGION)).build();
+    }
+    config
+}
+
+pub async fn connect(global: &Global) -> Result<Lab> {
+    let sdk = sdk_config(global).await;
+    let region = sdk.region().map(|r| r.to_string()).ok_or_else(|| {
+        Error::Usage("no AWS region: pass --region, set AWS_REGION, or set one in your profile".into())
+    })?;
+    let provider = sdk.credentials_provider().ok_or_else(|| no_credentials("no credentials provider"))?;
+    provider
+        .provide_credentials()
+        .await
+        .map_err(|e| no_credentials(&aws_smithy_types::error::display::DisplayErrorContext(e).to_string()))?;
+    let sts = aws_sdk_sts::Client::new(&sdk);
+    let identity =
+        sts.get_caller_identity().send().await.map_err(|e| Error::aws("reading the caller identity (STS)", e))?;
+    let account = identity.account().ok_or_else(|| Error::Failed("STS returned no account id".into()))?.to_owned();
+    let partition = identity.arn().and_then(|arn| arn.split(':').nth(1)).unwrap_or("aws").to_owned();
+    let overrides = NameOverrides {
+        bucket: global.bucket_name.clone(),
+        config_role: global.config_role_name.clone(),
+        function_role: global.function_role_name.clone(),
+        function: global.function_name.clone(),
+        rule: global.rule_name.clone(),
+    };
+    let names = Names::new(&account, &region, &overrides);
+    Ok(Lab { account, region, partition, names, clients: Clients::new(&sdk) })
+}
+
+fn no_credentials(why: &str) -> Error {
+    Error::Usage(format!(
+        "no AWS credentials ({why}): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, pass --profile, run `aws sso login`, or use --local for the local AWS"
+    ))
+}

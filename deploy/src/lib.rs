@@ -1,0 +1,24 @@
+//! The `deploy` library: every console step of the lab as code, idempotent, with teardown.
+//!
+//! One module per AWS resource ([`bucket`], [`role`], [`recorder`], [`function`], [`rule`]),
+//! each owning how to read, converge and delete it; [`up`] orders them; [`status`], [`logs`],
+//! [`evaluate`] and [`open_ports`] are the student's views and exercises; [`connect`] turns the
+//! command line into a [`lab::Lab`].
+
+pub mod artifact;
+pub mod bucket;
+pub mod cli;
+pub mod connect;
+pub mod error;
+pub mod evaluate;
+pub mod function;
+pub mod lab;
+pub mod logs;
+pub mod open_ports;
+pub mod recorder;
+pub mod report;
+pub mod retry;
+pub mod role;
+pub mod rule;
+pub mod status;
+pub mod up;

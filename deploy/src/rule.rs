@@ -1,0 +1,158 @@
+//! The custom Config rule `EC2_Security_Group`: the lab's function as source, triggered by
+//! configuration changes (including oversized ones), scoped to security groups, with
+//! `{"debug":"true"}`. It carries the lab's tag.
+
+use aws_sdk_config::types::{ConfigRule, EventSource, MessageType, Owner, Scope, Source, SourceDetail, Tag};
+use tracing::info;
+
+use crate::error::{code_of, Error, Result};
+use crate::lab::{Lab, OWNER_TAG, OWNER_VALUE, RULE_DESCRIPTION, RULE_PARAMETERS, SECURITY_GROUP};
+use crate::report::{Action, Step};
+use crate::retry::{retry, Backoff};
+
+const KIND: &str = "rule";
+pub const MESSAGE_TYPES: [&str; 2] =
+    ["ConfigurationItemChangeNotification", "OversizedConfigurationItemChangeNotification"];
+
+pub async fn find(lab: &Lab) -> Result<Option<ConfigRule>> {
+    let name = &lab.names.rule;
+    match lab.clients.config.describe_config_rules().config_rule_names(name).send().await {
+        Ok(out) => Ok(out.config_rules().first().cloned()),
+        Err(err) if code_of(&err) == Some("NoSuchConfigRuleException") => Ok(None),
+        Err(err) => Err(Error::aws(format!("reading Config rule {name}"), err)),
+    }
+}
+
+pub async fn is_ours(lab: &Lab, rule: &ConfigRule) -> Result<bool> {
+    let Some(arn) = rule.config_rule_arn() else { return Ok(false) };
+    let tags = lab
+        .clients
+        .config
+        .list_tags_for_resource()
+        .resource_arn(arn)
+        .send()
+        .await
+        .map_err(|e| Error::aws(format!("reading the tags of Config rule {}", lab.names.rule), e))?;
+    Ok(tags.tags().iter().any(|t| t.key() == Some(OWNER_TAG) && t.value() == Some(OWNER_VALUE)))
+}
+
+pub fn conflict(lab: &Lab) -> Error {
+    Error::Conflict(format!(
+        "Config rule {} exists and is not tagged {OWNER_TAG}={OWNER_VALUE}: it is not this lab's; pick another name with --rule-name",
+        lab.names.rule
+    ))
+}
+
+fn desired(lab: &Lab) -> Result<ConfigRule> {
+    let details = MESSAGE_TYPES
+        .iter()
+        .map(|m| {
+            SourceDetail::builder().event_source(EventSource::AwsConfig).message_type(MessageType::from(*m)).build()
+        })
+        .collect();
+    Ok(ConfigRule::builder()
+        .config_rule_name(&lab.names.rule)
+        .description(RULE_DESCRIPTION)
+        .scope(Scope::builder().compliance_resource_types(SECURITY_GROUP).build())
+        .source(
+            Source::builder()
+                .owner(Owner::CustomLambda)
+                .source_identifier(lab.function_arn())
+                .set_source_details(Some(details))
+                .build()
+                .map_err(|e| Error::Failed(format!("building the rule's source: {e}")))?,
+        )
+        .input_parameters(RULE_PARAMETERS)
+        .build())
+}
+
+/// The fields of a rule that differ from the desired one.
+fn differences(current: &ConfigRule, desired: &ConfigRule) -> Vec<&'static str> {
+    let mut fields = Vec::new();
+    if current.description() != desired.description() {
+        fields.push("Description");
+    }
+    let types = |r: &ConfigRule| r.scope().map(|s| s.compliance_resource_types().to_vec()).unwrap_or_default();
+    if types(current) != types(desired) {
+        fields.push("Scope");
+    }
+    let source = |r: &ConfigRule| {
+        r.source().map(|s| {
+            let mut details: Vec<String> =
+                s.source_details().iter().map(|d| format!("{:?}/{:?}", d.event_source(), d.message_type())).collect();
+            details.sort();
+            (s.owner().clone(), s.source_identifier().map(str::to_owned), details)
+        })
+    };
+    if source(current) != source(desired) {
+        fields.push("Source");
+    }
+    let parameters =
+        |r: &ConfigRule| r.input_parameters().and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok());
+    if parameters(current) != parameters(desired) {
+        fields.push("InputParameters");
+    }
+    fields
+}
+
+pub async fn ensure(lab: &Lab, dry_run: bool) -> Result<Step> {
+    let name = &lab.names.rule;
+    let desired = desired(lab)?;
+    let action = match find(lab).await? {
+        None => Action::Create,
+        Some(current) => {
+            if !is_ours(lab, &current).await? {
+                return Err(conflict(lab));
+            }
+            let fields = differences(&current, &desired);
+            if fields.is_empty() {
+                return Ok(Step::new(KIND, name, Action::Unchanged));
+            }
+            if dry_run {
+                return Ok(Step::new(KIND, name, Action::Update).detail(fields.join(", ")));
+            }
+            Action::Update
+        }
+    };
+    if dry_run {
+        return Ok(Step::new(KIND, name, action));
+    }
+    info!("putting Config rule {name}");
+    let tag = Tag::builder().key(OWNER_TAG).value(OWNER_VALUE).build();
+    retry(
+        &format!("Config to be allowed to invoke function {}", lab.names.function),
+        Backoff::IAM,
+        |e: &Error| e.code() == Some("InsufficientPermissionsException"),
+        || async {
+            lab.clients
+                .config
+                .put_config_rule()
+                .config_rule(desired.clone())
+                .tags(tag.clone())
+                .send()
+                .await
+                .map_err(|e| Error::aws(format!("putting Config rule {name}"), e))
+        },
+    )
+    .await?;
+    Ok(Step::new(KIND, name, action))
+}
+
+pub async fn delete(lab: &Lab, dry_run: bool) -> Result<Step> {
+    let name = &lab.names.rule;
+    let Some(current) = find(lab).await? else { return Ok(Step::new(KIND, name, Action::Absent)) };
+    if !is_ours(lab, &current).await? {
+        return Ok(Step::new(KIND, name, Action::Kept).detail(format!("not tagged {OWNER_TAG}={OWNER_VALUE}")));
+    }
+    if !dry_run {
+        info!("deleting Config rule {name}");
+        lab.clients
+            .config
+            .delete_config_rule()
+            .config_rule_name(name)
+            .send()
+            .await
+            .map_err(|e| Error::aws(format!("deleting Config rule {name}"), e))?;
+    }
+    Ok(Step::new(KIND, name, Action::Delete))
+}

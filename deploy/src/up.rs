@@ -1,0 +1,227 @@
+//! `up` (lab steps 1, 3, 4) and `down` (lab step 6).
+//!
+//! `up` checks every resource's ownership before its first change, then converges two
+//! independent chains concurrently — bucket and Config role → recorder → channel → recording;
+//! function role → function → invoke permission — and puts the rule when both are done.
+//! `down` walks the reverse order, deletes only what carries the lab's mark, continues past
+//! failures and reports each one.
+
+use std::path::PathBuf;
+
+use serde_json::json;
+
+use crate::artifact::Artifact;
+use crate::error::{Error, Result};
+use crate::lab::{Lab, RULE_DESCRIPTION, RULE_PARAMETERS, SECURITY_GROUP};
+use crate::recorder::Mode;
+use crate::report::{Action, Report, Step};
+use crate::role::RoleSpec;
+use crate::{bucket, function, recorder, role, rule};
+
+#[derive(Debug, Clone, Default)]
+pub struct UpOptions {
+    pub zip: Option<PathBuf>,
+    pub dry_run: bool,
+    pub use_existing_recorder: bool,
+}
+
+/// Steps done so far, and the error that stopped a chain.
+type Chain = (Vec<Step>, Option<Error>);
+
+fn push(chain: &mut Chain, step: Result<Step>) -> bool {
+    match step {
+        Ok(step) => {
+            chain.0.push(step);
+            true
+        }
+        Err(err) => {
+            chain.1 = Some(err);
+            false
+        }
+    }
+}
+
+/// Checks, before any change, that nothing in the way belongs to someone else.
+async fn preflight(lab: &Lab, use_existing: bool) -> Result<Mode> {
+    let (mode, bucket, config_role, function_role, function, rule) = tokio::try_join!(
+        recorder::preflight(lab, use_existing),
+        bucket::ownership(lab),
+        role::ownership(lab, &lab.names.config_role),
+        role::ownership(lab, &lab.names.function_role),
+        function::ownership(lab),
+        rule::find(lab),
+    )?;
+    if mode == Mode::Manage {
+        if let bucket::Ownership::Foreign(why) = bucket {
+            return Err(bucket::conflict(lab, &why));
+        }
+        if config_role == role::Ownership::Foreign {
+            return Err(role::conflict("config-role", &lab.names.config_role, "--config-role-name"));
+        }
+    }
+    if function_role == role::Ownership::Foreign {
+        return Err(role::conflict("function-role", &lab.names.function_role, "--function-role-name"));
+    }
+    if function == function::Ownership::Foreign {
+        return Err(function::conflict(lab));
+    }
+    if let Some(existing) = rule {
+        if !rule::is_ours(lab, &existing).await? {
+            return Err(rule::conflict(lab));
+        }
+    }
+    Ok(mode)
+}
+
+/// The state `up` converges to, for `--dry-run --output json` and for comparison with the CDK
+/// app.
+pub fn desired(lab: &Lab, artifact: &Artifact, mode: &Mode) -> serde_json::Value {
+    let config_role = RoleSpec::config(lab);
+    let function_role = RoleSpec::function(lab);
+    let role_json = |spec: &RoleSpec| {
+        json!({
+            "name": spec.name,
+            "trust": spec.trust,
+            "managedPolicies": spec.managed,
+            "inlinePolicies": { spec.inline_name: spec.inline },
+        })
+    };
+    json!({
+        "names": lab.names,
+        "bucket": {
+            "name": lab.names.bucket,
+            "policy": lab.bucket_policy(),
+            "blockPublicAccess": true,
+            "encryption": "AES256",
+        },
+        "configRole": role_json(&config_role),
+        "recorder": {
+            "name": lab.names.recorder,
+            "managed": *mode == Mode::Manage,
+            "roleArn": lab.role_arn(&lab.names.config_role),
+            "allSupported": false,
+            "includeGlobalResourceTypes": false,
+            "resourceTypes": [SECURITY_GROUP],
+        },
+        "deliveryChannel": { "name": lab.names.channel, "s3BucketName": lab.names.bucket, "snsTopicArn": null },
+        "functionRole": role_json(&function_role),
+        "function": {
+            "name": lab.names.function,
+            "runtime": function::RUNTIME,
+            "handler": function::HANDLER,
+            "memorySize": function::MEMORY_MB,
+            "timeout": function::TIMEOUT_S,
+            "description": crate::lab::FUNCTION_DESCRIPTION,
+            "architecture": artifact.architecture,
+            "codeSha256": artifact.sha256,
+            "roleArn": lab.role_arn(&lab.names.function_role),
+        },
+        "invokePermission": function::desired_permission(lab),
+        "rule": {
+            "name": lab.names.rule,
+            "description": RULE_DESCRIPTION,
+            "owner": "CUSTOM_LAMBDA",
+            "sourceIdentifier": lab.function_arn(),
+            "messageTypes": rule::MESSAGE_TYPES,
+            "scope": [SECURITY_GROUP],
+            "inputParameters": serde_json::from_str::<serde_json::Value>(RULE_PARAMETERS).unwrap_or_default(),
+        },
+    })
+}
+
+/// Runs `up`. The report lists every step reached; the error, if any, is the first failure.
+pub async fn up(lab: &Lab, options: &UpOptions) -> (Report, Option<Error>) {
+    let mut report = Report {
+        command: "up",
+        account: lab.account.clone(),
+        region: lab.region.clone(),
+        dry_run: options.dry_run,
+        steps: Vec::new(),
+        desired: None,
+    };
+    let artifact = match Artifact::locate(options.zip.as_deref()) {
+        Ok(artifact) => artifact,
+        Err(err) => return (report, Some(err)),
+    };
+    let mode = match preflight(lab, options.use_existing_recorder).await {
+        Ok(mode) => mode,
+        Err(err) => return (report, Some(err)),
+    };
+    report.desired = Some(desired(lab, &artifact, &mode));
+    let dry_run = options.dry_run;
+
+    let config_chain = async {
+        let mut chain: Chain = (Vec::new(), None);
+        if let Mode::UseExisting { recorder } = &mode {
+            chain.0.push(Step::new("recorder", recorder, Action::Kept).detail("existing recorder, used as it is"));
+            return chain;
+        }
+        let spec = RoleSpec::config(lab);
+        let (bucket, config_role) =
+            tokio::join!(bucket::ensure(lab, dry_run), role::ensure(lab, &spec, dry_run, "--config-role-name"));
+        let ok = push(&mut chain, bucket) & push(&mut chain, config_role);
+        let _ = ok
+            && push(&mut chain, recorder::ensure_recorder(lab, dry_run).await)
+            && push(&mut chain, recorder::ensure_channel(lab, dry_run).await)
+            && push(&mut chain, recorder::ensure_started(lab, dry_run).await);
+        chain
+    };
+    let function_chain = async {
+        let mut chain: Chain = (Vec::new(), None);
+        let _ = push(&mut chain, role::ensure(lab, &RoleSpec::function(lab), dry_run, "--function-role-name").await)
+            && push(&mut chain, function::ensure(lab, &artifact, dry_run).await)
+            && push(&mut chain, function::ensure_permission(lab, dry_run).await);
+        chain
+    };
+    let ((config_steps, config_error), (function_steps, function_error)) = tokio::join!(config_chain, function_chain);
+    report.steps.extend(config_steps);
+    report.steps.extend(function_steps);
+    if let Some(err) = config_error.or(function_error) {
+        return (report, Some(err));
+    }
+    match rule::ensure(lab, dry_run).await {
+        Ok(step) => report.steps.push(step),
+        Err(err) => return (report, Some(err)),
+    }
+    (report, None)
+}
+
+/// Runs `down`: every step is attempted; failures are reported as failed steps.
+pub async fn down(lab: &Lab, dry_run: bool) -> Report {
+    let mut report = Report {
+        command: "down",
+        account: lab.account.clone(),
+        region: lab.region.clone(),
+        dry_run,
+        steps: Vec::new(),
+        desired: None,
+    };
+    let failed =
+        |kind: &'static str, name: &str, err: Error| Step::new(kind, name, Action::Failed).detail(err.to_string());
+    let names = &lab.names;
+    match rule::delete(lab, dry_run).await {
+        Ok(step) => report.steps.push(step),
+        Err(err) => report.steps.push(failed("rule", &names.rule, err)),
+    }
+    match function::delete(lab, dry_run).await {
+        Ok(steps) => report.steps.extend(steps),
+        Err(err) => report.steps.push(failed("function", &names.function, err)),
+    }
+    match role::delete(lab, "function-role", &names.function_role, dry_run).await {
+        Ok(step) => report.steps.push(step),
+        Err(err) => report.steps.push(failed("function-role", &names.function_role, err)),
+    }
+    match recorder::delete(lab, dry_run).await {
+        Ok(steps) => report.steps.extend(steps),
+        Err(err) => report.steps.push(failed("recorder", &names.recorder, err)),
+    }
+    match role::delete(lab, "config-role", &names.config_role, dry_run).await {
+        Ok(step) => report.steps.push(step),
+        Err(err) => report.steps.push(failed("config-role", &names.config_role, err)),
+    }
+    match bucket::delete(lab, dry_run).await {
+        Ok(step) => report.steps.push(step),
+        Err(err) => report.steps.push(failed("bucket", &names.bucket, err)),
+    }
+    report
+}
