@@ -33,11 +33,12 @@ pub async fn sdk_config(global: &Global) -> SdkConfig {
             loader = loader.credentials_provider(Credentials::new("local", "local", None, None, "deploy --local"));
         }
     }
-    let config = loader.load().await;
-    if global.local && config.region().is_none() {
-        return config.into_builder().region(Region::new(LOCAL_REGION)).build();
+    let region_from_env = ["AWS_REGION", "AWS_DEFAULT_REGION"].iter().any(|v| std::env::var_os(v).is_some());
+    if global.local && global.region.is_none() && global.profile.is_none() && !region_from_env {
+        // Nothing configured: the lab's region, without asking the instance metadata service.
+        loader = loader.region(Region::new(LOCAL_REGION));
     }
-    config
+    loader.load().await
 }
 
 pub async fn connect(global: &Global) -> Result<Lab> {

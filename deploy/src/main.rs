@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_target(cli.global.verbose > 0)
         .without_time()
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             EnvFilter::try_from_env("DEPLOY_LOG").unwrap_or_else(|_| EnvFilter::new(format!("warn,deploy={level}"))),
         )

@@ -96,17 +96,14 @@ impl fmt::Display for Report {
         let width = self.steps.iter().map(|s| s.resource.len()).max().unwrap_or(0);
         let name_width = self.steps.iter().map(|s| s.name.len()).max().unwrap_or(0);
         for step in &self.steps {
-            write!(
-                f,
-                "  {:<width$}  {:<name_width$}  {:<9}",
+            let line = format!(
+                "  {:<width$}  {:<name_width$}  {:<9}  {}",
                 step.resource,
                 step.name,
-                step.action.word(self.dry_run)
-            )?;
-            if let Some(detail) = &step.detail {
-                write!(f, "  {detail}")?;
-            }
-            writeln!(f)?;
+                step.action.word(self.dry_run),
+                step.detail.as_deref().unwrap_or("")
+            );
+            writeln!(f, "{}", line.trim_end())?;
         }
         Ok(())
     }

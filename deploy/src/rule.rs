@@ -6,6 +6,7 @@ use aws_sdk_config::types::{ConfigRule, EventSource, MessageType, Owner, Scope, 
 use tracing::info;
 
 use crate::error::{code_of, Error, Result};
+use crate::function;
 use crate::lab::{Lab, OWNER_TAG, OWNER_VALUE, RULE_DESCRIPTION, RULE_PARAMETERS, SECURITY_GROUP};
 use crate::report::{Action, Step};
 use crate::retry::{retry, Backoff};
@@ -23,17 +24,26 @@ pub async fn find(lab: &Lab) -> Result<Option<ConfigRule>> {
     }
 }
 
+/// A rule is the lab's when it carries the lab's tag, or when its source is the lab's own
+/// (tagged) function — a console edit may drop tags, never the source.
 pub async fn is_ours(lab: &Lab, rule: &ConfigRule) -> Result<bool> {
-    let Some(arn) = rule.config_rule_arn() else { return Ok(false) };
-    let tags = lab
-        .clients
-        .config
-        .list_tags_for_resource()
-        .resource_arn(arn)
-        .send()
-        .await
-        .map_err(|e| Error::aws(format!("reading the tags of Config rule {}", lab.names.rule), e))?;
-    Ok(tags.tags().iter().any(|t| t.key() == Some(OWNER_TAG) && t.value() == Some(OWNER_VALUE)))
+    if let Some(arn) = rule.config_rule_arn() {
+        let tags = lab
+            .clients
+            .config
+            .list_tags_for_resource()
+            .resource_arn(arn)
+            .send()
+            .await
+            .map_err(|e| Error::aws(format!("reading the tags of Config rule {}", lab.names.rule), e))?;
+        if tags.tags().iter().any(|t| t.key() == Some(OWNER_TAG) && t.value() == Some(OWNER_VALUE)) {
+            return Ok(true);
+        }
+    }
+    let our_source = rule.source().is_some_and(|s| {
+        *s.owner() == Owner::CustomLambda && s.source_identifier() == Some(lab.function_arn().as_str())
+    });
+    Ok(our_source && function::ownership(lab).await? == function::Ownership::Ours)
 }
 
 pub fn conflict(lab: &Lab) -> Error {

@@ -191,8 +191,9 @@ async fn default_group(lab: &Lab) -> Result<Option<GroupStatus>> {
     let Some(id) = default_group_id(lab).await? else { return Ok(None) };
     let group = lab.clients.ec2.describe_group(&id).await.map_err(|e| Error::Failed(format!("reading {id}: {e}")))?;
     Ok(group.map(|g| {
-        let mut inbound: Vec<String> = g.ingress.iter().map(|o| o.rule.to_string()).collect();
-        inbound.sort();
+        let mut rules: Vec<_> = g.ingress.into_iter().map(|o| o.rule).collect();
+        rules.sort();
+        let inbound = rules.iter().map(ToString::to_string).collect();
         GroupStatus { group_id: id, inbound }
     }))
 }

@@ -49,6 +49,20 @@ impl MotoServer {
         panic!("moto server on port {port} did not answer within 60 s");
     }
 
+    /// Clears every resource of the server (`POST /moto-api/reset`).
+    pub fn reset(&self) {
+        let addr: SocketAddr = self.endpoint.trim_start_matches("http://").parse().expect("moto address");
+        let mut stream = TcpStream::connect(addr).expect("connect to moto");
+        write!(
+            stream,
+            "POST /moto-api/reset HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .expect("reset moto");
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        assert!(response.starts_with("HTTP/1.1 200"), "moto reset failed: {response}");
+    }
+
     /// SDK configuration for this server: test credentials, the lab's region.
     pub async fn sdk_config(&self) -> SdkConfig {
         sdk_config(&self.endpoint).await
@@ -201,7 +215,7 @@ impl RuntimeApi {
 pub struct Request {
     pub method: String,
     pub path: String,
-    headers: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
@@ -215,12 +229,16 @@ impl Request {
 pub struct Response {
     status: u16,
     headers: Vec<(String, String)>,
-    body: String,
+    body: Vec<u8>,
 }
 
 impl Response {
     pub fn json(status: u16, body: String) -> Self {
-        Response { status, headers: vec![("Content-Type".into(), "application/x-amz-json-1.1".into())], body }
+        Response {
+            status,
+            headers: vec![("Content-Type".into(), "application/x-amz-json-1.1".into())],
+            body: body.into_bytes(),
+        }
     }
 
     fn with_headers(mut self, headers: Vec<(String, String)>) -> Self {
@@ -291,9 +309,113 @@ where
             reply.push_str(&format!("{key}: {value}\r\n"));
         }
         reply.push_str("\r\n");
-        reply.push_str(&response.body);
-        if stream.write_all(reply.as_bytes()).await.is_err() {
+        let mut bytes = reply.into_bytes();
+        bytes.extend_from_slice(&response.body);
+        if stream.write_all(&bytes).await.is_err() {
             return;
         }
     }
+}
+
+/// A Lambda deployment zip holding `bootstrap`: an ELF header for `machine` (0x3e x86_64,
+/// 0xb7 arm64) followed by `payload`, so that different payloads give different code hashes.
+pub fn lambda_zip(machine: u16, payload: &[u8]) -> Vec<u8> {
+    let mut elf = vec![0x7f, b'E', b'L', b'F', 2, 1, 1, 0];
+    elf.resize(18, 0);
+    elf.extend_from_slice(&machine.to_le_bytes());
+    elf.resize(64, 0);
+    elf.extend_from_slice(payload);
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut writer = zip::ZipWriter::new(&mut out);
+    let options = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
+    writer.start_file("bootstrap", options).expect("zip entry");
+    std::io::Write::write_all(&mut writer, &elf).expect("zip write");
+    writer.finish().expect("zip finish");
+    out.into_inner()
+}
+
+/// One AWS call seen by a [`CountingProxy`].
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: String,
+    pub path: String,
+    /// The operation for the JSON (`X-Amz-Target`) and query (`Action=`) protocols.
+    pub operation: Option<String>,
+}
+
+impl Call {
+    /// Whether the call can change state: every operation but reads.
+    pub fn is_mutating(&self) -> bool {
+        match &self.operation {
+            Some(op) => !["Get", "List", "Describe", "Head", "Filter", "Lookup"].iter().any(|p| op.starts_with(p)),
+            None => !matches!(self.method.as_str(), "GET" | "HEAD"),
+        }
+    }
+}
+
+/// A forwarding proxy in front of an endpoint that records every call.
+pub struct CountingProxy {
+    pub endpoint: String,
+    calls: Arc<Mutex<Vec<Call>>>,
+}
+
+impl CountingProxy {
+    pub async fn start(upstream: &str) -> Self {
+        let upstream: SocketAddr = upstream.trim_start_matches("http://").parse().expect("upstream host:port");
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let recorded = calls.clone();
+        let endpoint = serve(move |request: Request| {
+            let recorded = recorded.clone();
+            async move {
+                let body = String::from_utf8_lossy(&request.body).to_string();
+                let operation = request
+                    .header("x-amz-target")
+                    .and_then(|t| t.rsplit('.').next().map(str::to_owned))
+                    .or_else(|| body.split('&').find_map(|kv| kv.strip_prefix("Action=").map(str::to_owned)));
+                recorded.lock().expect("calls lock").push(Call {
+                    method: request.method.clone(),
+                    path: request.path.clone(),
+                    operation,
+                });
+                forward(upstream, request).await
+            }
+        })
+        .await;
+        CountingProxy { endpoint, calls }
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.lock().expect("calls lock").clone()
+    }
+
+    pub fn clear(&self) {
+        self.calls.lock().expect("calls lock").clear();
+    }
+}
+
+async fn forward(upstream: SocketAddr, request: Request) -> Response {
+    let mut stream = tokio::net::TcpStream::connect(upstream).await.expect("connect upstream");
+    let mut head = format!("{} {} HTTP/1.1\r\n", request.method, request.path);
+    for (key, value) in &request.headers {
+        if !key.eq_ignore_ascii_case("connection") {
+            head.push_str(&format!("{key}: {value}\r\n"));
+        }
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.expect("forward head");
+    stream.write_all(&request.body).await.expect("forward body");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("read upstream");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4).unwrap_or(raw.len());
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(502);
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())))
+        .filter(|(k, _)| {
+            !["content-length", "connection", "transfer-encoding"].iter().any(|h| k.eq_ignore_ascii_case(h))
+        })
+        .collect();
+    Response { status, headers, body: raw[split..].to_vec() }
 }

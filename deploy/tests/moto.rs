@@ -1,0 +1,449 @@
+//! `up`, `down`, `status` and `lab open-ports` with the real SDK against a moto server started
+//! per test, behind a proxy that records every call.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use deploy::cli::Cli;
+use deploy::lab::{Lab, OWNER_TAG, OWNER_VALUE};
+use deploy::report::{Action, Report};
+use deploy::role::RoleSpec;
+use deploy::up::{down, up, UpOptions};
+use serde_json::{json, Value};
+use testkit::{lambda_zip, CountingProxy, MotoServer};
+
+const ACCOUNT: &str = "123456789012";
+
+struct Env {
+    moto: MotoServer,
+    proxy: CountingProxy,
+    lab: Lab,
+    dir: PathBuf,
+}
+
+async fn env() -> Env {
+    let moto = MotoServer::start();
+    let proxy = CountingProxy::start(&moto.endpoint).await;
+    let cli =
+        Cli::parse_from(["deploy", "--local", "--region", "us-west-2", "--endpoint-url", &proxy.endpoint, "status"]);
+    let lab = deploy::connect::connect(&cli.global).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("deploy-test-{}", moto.endpoint.rsplit(':').next().unwrap()));
+    std::fs::create_dir_all(&dir).unwrap();
+    Env { moto, proxy, lab, dir }
+}
+
+impl Env {
+    fn zip(&self, payload: &str) -> PathBuf {
+        let path = self.dir.join(format!("{payload}.zip"));
+        std::fs::write(&path, lambda_zip(0x3e, payload.as_bytes())).unwrap();
+        path
+    }
+
+    async fn up(&self, zip: &PathBuf) -> Report {
+        let (report, error) = up(&self.lab, &UpOptions { zip: Some(zip.clone()), ..UpOptions::default() }).await;
+        assert!(error.is_none(), "{error:?}\n{report}");
+        report
+    }
+}
+
+fn actions(report: &Report) -> Vec<(&'static str, Action)> {
+    report.steps.iter().map(|s| (s.resource, s.action)).collect()
+}
+
+fn policy(text: &str) -> Value {
+    let decoded: String = {
+        // IAM answers URL-encoded documents.
+        let bytes = text.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' && i + 2 < bytes.len() {
+                out.push(u8::from_str_radix(&text[i + 1..i + 3], 16).unwrap());
+                i += 3;
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8(out).unwrap()
+    };
+    serde_json::from_str(&decoded).unwrap()
+}
+
+fn policy_file(name: &str) -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policy").join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Whether anything the lab creates still exists.
+async fn leftovers(lab: &Lab) -> Vec<String> {
+    let c = &lab.clients;
+    let mut left = Vec::new();
+    if c.s3.head_bucket().bucket(&lab.names.bucket).send().await.is_ok() {
+        left.push(format!("bucket {}", lab.names.bucket));
+    }
+    for role in [&lab.names.config_role, &lab.names.function_role] {
+        if c.iam.get_role().role_name(role).send().await.is_ok() {
+            left.push(format!("role {role}"));
+        }
+    }
+    if c.lambda.get_function().function_name(&lab.names.function).send().await.is_ok() {
+        left.push("function".into());
+    }
+    let rules = c.config.describe_config_rules().send().await.unwrap();
+    left.extend(rules.config_rules().iter().map(|r| format!("rule {}", r.config_rule_name().unwrap())));
+    let recorders = c.config.describe_configuration_recorders().send().await.unwrap();
+    left.extend(recorders.configuration_recorders().iter().map(|r| format!("recorder {}", r.name().unwrap())));
+    let channels = c.config.describe_delivery_channels().send().await.unwrap();
+    left.extend(channels.delivery_channels().iter().map(|r| format!("channel {}", r.name().unwrap())));
+    left
+}
+
+#[tokio::test]
+async fn up_creates_every_resource_as_the_lab_describes() {
+    let env = env().await;
+    let report = env.up(&env.zip("v1")).await;
+    assert_eq!(
+        actions(&report),
+        [
+            ("bucket", Action::Create),
+            ("config-role", Action::Create),
+            ("recorder", Action::Create),
+            ("delivery-channel", Action::Create),
+            ("recording", Action::Update),
+            ("function-role", Action::Create),
+            ("function", Action::Create),
+            ("invoke-permission", Action::Create),
+            ("rule", Action::Create),
+        ]
+    );
+    let c = &env.lab.clients;
+    let bucket = "config-bucket-123456789012";
+
+    // Step 1: the delivery bucket.
+    let tags = c.s3.get_bucket_tagging().bucket(bucket).send().await.unwrap();
+    assert!(tags.tag_set().iter().any(|t| t.key() == OWNER_TAG && t.value() == OWNER_VALUE));
+    let block = c.s3.get_public_access_block().bucket(bucket).send().await.unwrap();
+    let block = block.public_access_block_configuration().unwrap();
+    assert_eq!(
+        (
+            block.block_public_acls(),
+            block.ignore_public_acls(),
+            block.block_public_policy(),
+            block.restrict_public_buckets()
+        ),
+        (Some(true), Some(true), Some(true), Some(true))
+    );
+    let sse = c.s3.get_bucket_encryption().bucket(bucket).send().await.unwrap();
+    let rule = &sse.server_side_encryption_configuration().unwrap().rules()[0];
+    assert_eq!(rule.apply_server_side_encryption_by_default().unwrap().sse_algorithm().as_str(), "AES256");
+    let bucket_policy: Value =
+        serde_json::from_str(c.s3.get_bucket_policy().bucket(bucket).send().await.unwrap().policy().unwrap()).unwrap();
+    let statements = bucket_policy["Statement"].as_array().unwrap();
+    let delivery = statements.iter().find(|s| s["Sid"] == "AWSConfigBucketDelivery").unwrap();
+    assert_eq!(delivery["Principal"]["Service"], "config.amazonaws.com");
+    assert_eq!(delivery["Condition"]["StringEquals"]["s3:x-amz-acl"], "bucket-owner-full-control");
+    assert_eq!(delivery["Resource"], format!("arn:aws:s3:::{bucket}/AWSLogs/{ACCOUNT}/Config/*"));
+    let actions_of = |sid: &str| statements.iter().find(|s| s["Sid"] == sid).unwrap()["Action"].clone();
+    assert_eq!(actions_of("AWSConfigBucketPermissionsCheck"), "s3:GetBucketAcl");
+    assert_eq!(actions_of("AWSConfigBucketExistenceCheck"), "s3:ListBucket");
+    let tls = statements.iter().find(|s| s["Sid"] == "DenyInsecureTransport").unwrap();
+    assert_eq!(
+        (tls["Effect"].as_str(), &tls["Condition"]["Bool"]["aws:SecureTransport"]),
+        (Some("Deny"), &json!("false"))
+    );
+
+    // Step 1: the Config role.
+    let role = c.iam.get_role().role_name("config-role-us-west-2").send().await.unwrap();
+    let trust = policy(role.role().unwrap().assume_role_policy_document().unwrap());
+    assert_eq!(trust["Statement"][0]["Principal"]["Service"], "config.amazonaws.com");
+    assert_eq!(trust["Statement"][0]["Condition"]["StringEquals"]["aws:SourceAccount"], ACCOUNT);
+    let attached = c.iam.list_attached_role_policies().role_name("config-role-us-west-2").send().await.unwrap();
+    let arns: Vec<&str> = attached.attached_policies().iter().map(|p| p.policy_arn().unwrap()).collect();
+    assert_eq!(arns, ["arn:aws:iam::aws:policy/service-role/AWS_ConfigRole"]);
+    let inline = c
+        .iam
+        .get_role_policy()
+        .role_name("config-role-us-west-2")
+        .policy_name("config-bucket-delivery")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        policy(inline.policy_document())["Statement"][0]["Resource"],
+        format!("arn:aws:s3:::{bucket}/AWSLogs/{ACCOUNT}/*")
+    );
+
+    // Step 1: recorder (security groups only, no global types), channel (no SNS), recording.
+    let recorders = c.config.describe_configuration_recorders().send().await.unwrap();
+    let recorder = &recorders.configuration_recorders()[0];
+    assert_eq!(recorder.role_arn(), Some("arn:aws:iam::123456789012:role/config-role-us-west-2"));
+    let group = recorder.recording_group().unwrap();
+    assert!(!group.all_supported() && !group.include_global_resource_types());
+    assert_eq!(group.resource_types().iter().map(|t| t.as_str()).collect::<Vec<_>>(), ["AWS::EC2::SecurityGroup"]);
+    let channels = c.config.describe_delivery_channels().send().await.unwrap();
+    let channel = &channels.delivery_channels()[0];
+    assert_eq!((channel.s3_bucket_name(), channel.sns_topic_arn()), (Some(bucket), None));
+    let status = c.config.describe_configuration_recorder_status().send().await.unwrap();
+    assert!(status.configuration_recorders_status()[0].recording());
+
+    // Step 3: the function role with exactly the lab's inline policy, and the function.
+    let role = c.iam.get_role().role_name("awsconfig_lambda_ec2_security_group_role").send().await.unwrap();
+    assert_eq!(policy(role.role().unwrap().assume_role_policy_document().unwrap()), policy_file("lambda-trust.json"));
+    let inline = c
+        .iam
+        .get_role_policy()
+        .role_name("awsconfig_lambda_ec2_security_group_role")
+        .policy_name("awsconfig_lambda_ec2_security_group_policy")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(policy(inline.policy_document()), policy_file("lambda-lab-policy.json"));
+    let function =
+        c.lambda.get_function_configuration().function_name("awsconfig_lambda_security_group").send().await.unwrap();
+    assert_eq!(function.runtime().unwrap().as_str(), "provided.al2023");
+    assert_eq!(function.handler(), Some("bootstrap"));
+    assert_eq!((function.memory_size(), function.timeout()), (Some(128), Some(60)));
+    assert_eq!(function.description(), Some("restrict ingress ports"));
+    assert_eq!(function.architectures()[0].as_str(), "x86_64");
+    assert_eq!(function.role(), Some("arn:aws:iam::123456789012:role/awsconfig_lambda_ec2_security_group_role"));
+    assert!(function.vpc_config().is_none_or(|v| v.subnet_ids().is_empty()));
+    let permission: Value = serde_json::from_str(
+        c.lambda.get_policy().function_name("awsconfig_lambda_security_group").send().await.unwrap().policy().unwrap(),
+    )
+    .unwrap();
+    let statement = &permission["Statement"][0];
+    assert_eq!(statement["Principal"]["Service"], "config.amazonaws.com");
+    assert_eq!(statement["Condition"]["StringEquals"]["AWS:SourceAccount"], ACCOUNT);
+
+    // Step 4: the custom rule.
+    let rules = c.config.describe_config_rules().send().await.unwrap();
+    let rule = &rules.config_rules()[0];
+    assert_eq!(rule.config_rule_name(), Some("EC2_Security_Group"));
+    assert_eq!(rule.description(), Some("Restrict ingress ports to HTTP and HTTPS"));
+    let source = rule.source().unwrap();
+    assert_eq!(source.owner().as_str(), "CUSTOM_LAMBDA");
+    assert_eq!(source.source_identifier(), Some(env.lab.function_arn().as_str()));
+    let mut types: Vec<&str> = source.source_details().iter().map(|d| d.message_type().unwrap().as_str()).collect();
+    types.sort();
+    assert_eq!(types, ["ConfigurationItemChangeNotification", "OversizedConfigurationItemChangeNotification"]);
+    assert_eq!(rule.scope().unwrap().compliance_resource_types(), ["AWS::EC2::SecurityGroup"]);
+    assert_eq!(serde_json::from_str::<Value>(rule.input_parameters().unwrap()).unwrap(), json!({"debug": "true"}));
+}
+
+#[tokio::test]
+async fn second_up_is_unchanged_and_makes_no_mutating_call() {
+    let env = env().await;
+    let zip = env.zip("v1");
+    env.up(&zip).await;
+    env.proxy.clear();
+    let report = env.up(&zip).await;
+    assert!(report.steps.iter().all(|s| s.action == Action::Unchanged), "{report}");
+    assert_eq!(report.steps.len(), 9);
+    let mutating: Vec<_> = env.proxy.calls().into_iter().filter(|c| c.is_mutating()).collect();
+    assert!(mutating.is_empty(), "{mutating:#?}");
+}
+
+#[tokio::test]
+async fn changed_zip_and_changed_rule_parameters_are_updated() {
+    let env = env().await;
+    env.up(&env.zip("v1")).await;
+    // Someone edits the rule's parameters in the console.
+    let rule = env.lab.clients.config.describe_config_rules().send().await.unwrap().config_rules()[0].clone();
+    let edited = aws_sdk_config::types::ConfigRule::builder()
+        .set_config_rule_name(rule.config_rule_name().map(str::to_owned))
+        .set_description(rule.description().map(str::to_owned))
+        .set_scope(rule.scope().cloned())
+        .set_source(rule.source().cloned())
+        .input_parameters(r#"{"debug":"false"}"#)
+        .build();
+    env.lab.clients.config.put_config_rule().config_rule(edited).send().await.unwrap();
+
+    let report = env.up(&env.zip("v2")).await;
+    let changed: Vec<_> = report.steps.iter().filter(|s| s.action != Action::Unchanged).collect();
+    assert_eq!(changed.len(), 2, "{report}");
+    assert_eq!((changed[0].resource, changed[0].detail.as_deref()), ("function", Some("code (x86_64)")));
+    assert_eq!(changed[1].resource, "rule");
+    let rule = env.lab.clients.config.describe_config_rules().send().await.unwrap().config_rules()[0].clone();
+    assert_eq!(serde_json::from_str::<Value>(rule.input_parameters().unwrap()).unwrap(), json!({"debug": "true"}));
+    let function = env
+        .lab
+        .clients
+        .lambda
+        .get_function_configuration()
+        .function_name(&env.lab.names.function)
+        .send()
+        .await
+        .unwrap();
+    let v2 = deploy::artifact::Artifact::locate(Some(&env.zip("v2"))).unwrap();
+    assert_eq!(function.code_sha256(), Some(v2.sha256.as_str()));
+}
+
+#[tokio::test]
+async fn down_removes_everything_and_a_second_down_is_a_no_op() {
+    let env = env().await;
+    env.up(&env.zip("v1")).await;
+    // Config delivered objects, in several versions: down must empty the bucket first. (The
+    // bucket's TLS-only policy denies these plain-HTTP writes, so it goes for the setup.)
+    let s3 = &env.lab.clients.s3;
+    let bucket = &env.lab.names.bucket;
+    s3.delete_bucket_policy().bucket(bucket).send().await.unwrap();
+    let versioning = aws_sdk_s3::types::VersioningConfiguration::builder()
+        .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+        .build();
+    s3.put_bucket_versioning().bucket(bucket).versioning_configuration(versioning).send().await.unwrap();
+    for body in ["{}", "{\"v\":2}"] {
+        let key = "AWSLogs/123456789012/Config/snapshot.json";
+        s3.put_object().bucket(bucket).key(key).body(body.as_bytes().to_vec().into()).send().await.unwrap();
+    }
+    s3.delete_object().bucket(bucket).key("AWSLogs/123456789012/Config/snapshot.json").send().await.unwrap();
+    let report = down(&env.lab, false).await;
+    assert!(report.failed().next().is_none(), "{report}");
+    let emptied = report.steps.iter().find(|s| s.resource == "bucket").unwrap();
+    assert_eq!(emptied.detail.as_deref(), Some("3 object versions removed"));
+    assert_eq!(leftovers(&env.lab).await, Vec::<String>::new());
+    let again = down(&env.lab, false).await;
+    assert!(again.steps.iter().all(|s| s.action == Action::Absent), "{again}");
+}
+
+#[tokio::test]
+async fn dry_runs_make_no_mutating_call() {
+    let env = env().await;
+    let zip = env.zip("v1");
+    let (plan, error) =
+        up(&env.lab, &UpOptions { zip: Some(zip.clone()), dry_run: true, ..UpOptions::default() }).await;
+    assert!(error.is_none(), "{error:?}");
+    assert!(plan.steps.iter().all(|s| s.action != Action::Unchanged), "{plan}");
+    assert_eq!(plan.desired.as_ref().unwrap()["function"]["architecture"], "x86_64");
+    env.up(&zip).await;
+    env.proxy.clear();
+    let plan = down(&env.lab, true).await;
+    assert!(plan.steps.iter().any(|s| s.action == Action::Delete), "{plan}");
+    assert!(env.proxy.calls().iter().all(|c| !c.is_mutating()));
+    assert_eq!(leftovers(&env.lab).await.len(), 7);
+}
+
+/// Runs the first `steps` of `up`, as an interrupted `up` would leave them.
+async fn partial_up(lab: &Lab, zip: &PathBuf, steps: usize) {
+    let artifact = deploy::artifact::Artifact::locate(Some(zip)).unwrap();
+    for step in 0..steps {
+        match step {
+            0 => drop(deploy::bucket::ensure(lab, false).await.unwrap()),
+            1 => drop(deploy::role::ensure(lab, &RoleSpec::config(lab), false, "").await.unwrap()),
+            2 => drop(deploy::recorder::ensure_recorder(lab, false).await.unwrap()),
+            3 => drop(deploy::recorder::ensure_channel(lab, false).await.unwrap()),
+            4 => drop(deploy::recorder::ensure_started(lab, false).await.unwrap()),
+            5 => drop(deploy::role::ensure(lab, &RoleSpec::function(lab), false, "").await.unwrap()),
+            6 => drop(deploy::function::ensure(lab, &artifact, false).await.unwrap()),
+            7 => drop(deploy::function::ensure_permission(lab, false).await.unwrap()),
+            _ => drop(deploy::rule::ensure(lab, false).await.unwrap()),
+        }
+    }
+}
+
+#[tokio::test]
+async fn down_after_a_partial_up_leaves_nothing() {
+    let env = env().await;
+    let zip = env.zip("v1");
+    for steps in 1..=9 {
+        env.moto.reset();
+        partial_up(&env.lab, &zip, steps).await;
+        let report = down(&env.lab, false).await;
+        assert!(report.failed().next().is_none(), "after {steps} steps: {report}");
+        assert_eq!(leftovers(&env.lab).await, Vec::<String>::new(), "after {steps} steps");
+        // And `up` from a partial state converges to the full lab.
+        partial_up(&env.lab, &zip, steps).await;
+        let report = env.up(&zip).await;
+        assert_eq!(report.steps.len(), 9, "{report}");
+        assert_eq!(leftovers(&env.lab).await.len(), 7);
+    }
+}
+
+async fn foreign_recorder(env: &Env) {
+    let iam = &env.lab.clients.iam;
+    let role = iam
+        .create_role()
+        .role_name("someone-elses-config-role")
+        .assume_role_policy_document("{}")
+        .send()
+        .await
+        .unwrap();
+    let recorder = aws_sdk_config::types::ConfigurationRecorder::builder()
+        .name("corporate")
+        .role_arn(role.role().unwrap().arn())
+        .recording_group(aws_sdk_config::types::RecordingGroup::builder().all_supported(true).build())
+        .build();
+    env.lab.clients.config.put_configuration_recorder().configuration_recorder(recorder).send().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_foreign_recorder_stops_up_before_any_change() {
+    let env = env().await;
+    foreign_recorder(&env).await;
+    env.proxy.clear();
+    let (report, error) = up(&env.lab, &UpOptions { zip: Some(env.zip("v1")), ..UpOptions::default() }).await;
+    let error = error.unwrap();
+    assert_eq!(error.exit_code(), deploy::error::exit::CONFLICT);
+    let message = error.to_string();
+    assert!(
+        message.contains("configuration recorder `corporate`") && message.contains("--use-existing-recorder"),
+        "{message}"
+    );
+    assert!(report.steps.is_empty());
+    assert!(env.proxy.calls().iter().all(|c| !c.is_mutating()), "{:?}", env.proxy.calls());
+    assert_eq!(leftovers(&env.lab).await, ["recorder corporate"]);
+}
+
+#[tokio::test]
+async fn use_existing_recorder_leaves_it_through_up_and_down() {
+    let env = env().await;
+    foreign_recorder(&env).await;
+    let options = UpOptions { zip: Some(env.zip("v1")), use_existing_recorder: true, ..UpOptions::default() };
+    let (report, error) = up(&env.lab, &options).await;
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(report.steps[0].action, Action::Kept);
+    assert!(!report.steps.iter().any(|s| s.resource == "bucket" || s.resource == "config-role"));
+    let before = env.lab.clients.config.describe_configuration_recorders().send().await.unwrap();
+    let report = down(&env.lab, false).await;
+    assert!(report.failed().next().is_none(), "{report}");
+    let after = env.lab.clients.config.describe_configuration_recorders().send().await.unwrap();
+    assert_eq!(before.configuration_recorders(), after.configuration_recorders());
+    assert_eq!(leftovers(&env.lab).await, ["recorder corporate"]);
+    assert!(env.lab.clients.iam.get_role().role_name("someone-elses-config-role").send().await.is_ok());
+}
+
+#[tokio::test]
+async fn a_bucket_of_the_same_name_that_is_not_ours_stops_up_and_survives_down() {
+    let env = env().await;
+    let s3 = &env.lab.clients.s3;
+    let location = aws_sdk_s3::types::CreateBucketConfiguration::builder()
+        .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::UsWest2)
+        .build();
+    s3.create_bucket().bucket(&env.lab.names.bucket).create_bucket_configuration(location).send().await.unwrap();
+    let (_, error) = up(&env.lab, &UpOptions { zip: Some(env.zip("v1")), ..UpOptions::default() }).await;
+    let message = error.unwrap().to_string();
+    assert!(
+        message.contains("bucket config-bucket-123456789012 exists") && message.contains("--bucket-name"),
+        "{message}"
+    );
+    assert_eq!(leftovers(&env.lab).await, ["bucket config-bucket-123456789012"]);
+    let report = down(&env.lab, false).await;
+    let bucket = report.steps.iter().find(|s| s.resource == "bucket").unwrap();
+    assert_eq!(bucket.action, Action::Kept);
+    assert_eq!(leftovers(&env.lab).await, ["bucket config-bucket-123456789012"]);
+}
+
+#[tokio::test]
+async fn open_ports_is_idempotent_and_status_shows_the_group() {
+    let env = env().await;
+    let first = deploy::open_ports::open_ports(&env.lab).await.unwrap();
+    assert_eq!(first.steps[0].action, Action::Update);
+    let second = deploy::open_ports::open_ports(&env.lab).await.unwrap();
+    assert_eq!(actions(&second), [("inbound", Action::Unchanged)]);
+    let status = deploy::status::status(&env.lab).await.unwrap();
+    assert_eq!(
+        status.default_group.unwrap().inbound,
+        ["tcp/80@0.0.0.0/0", "tcp/443@0.0.0.0/0", "tcp/465@0.0.0.0/0", "tcp/993@0.0.0.0/0"]
+    );
+    assert!(status.recorder.is_none() && status.rule.is_none());
+}
