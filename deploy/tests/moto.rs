@@ -1,7 +1,7 @@
 //! `up`, `down`, `status` and `lab open-ports` with the real SDK against a moto server started
 //! per test, behind a proxy that records every call.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use deploy::cli::Cli;
@@ -39,8 +39,8 @@ impl Env {
         path
     }
 
-    async fn up(&self, zip: &PathBuf) -> Report {
-        let (report, error) = up(&self.lab, &UpOptions { zip: Some(zip.clone()), ..UpOptions::default() }).await;
+    async fn up(&self, zip: &Path) -> Report {
+        let (report, error) = up(&self.lab, &UpOptions { zip: Some(zip.to_path_buf()), ..UpOptions::default() }).await;
         assert!(error.is_none(), "{error:?}\n{report}");
         report
     }
@@ -324,7 +324,7 @@ async fn dry_runs_make_no_mutating_call() {
 }
 
 /// Runs the first `steps` of `up`, as an interrupted `up` would leave them.
-async fn partial_up(lab: &Lab, zip: &PathBuf, steps: usize) {
+async fn partial_up(lab: &Lab, zip: &Path, steps: usize) {
     let artifact = deploy::artifact::Artifact::locate(Some(zip)).unwrap();
     for step in 0..steps {
         match step {
