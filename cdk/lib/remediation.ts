@@ -1,0 +1,103 @@
+// Lab step 3: the function that reverts security-group ingress, from the cargo-lambda zip.
+// Owns the function role (the lab's inline policy), the function, its log group, and the
+// permission that lets Config invoke it. `deploy`'s counterparts: role.rs, function.rs.
+
+import { Aws, Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import { zipArchitecture } from './artifact';
+import { readPolicy } from './policy';
+
+/** The function's settings, as `deploy` sets them (deploy/src/function.rs). */
+export const FUNCTION_SETTINGS = {
+  handler: 'bootstrap',
+  memorySize: 128,
+  timeoutSeconds: 60,
+} as const;
+
+export interface RemediationFunctionProps {
+  readonly functionName: string;
+  readonly description: string;
+  readonly functionRoleName: string;
+  /** The function role's inline policy (policy/lambda-lab-policy.json). */
+  readonly functionPolicyName: string;
+  /** The deployment zip; its `bootstrap` decides the architecture. */
+  readonly zipPath: string;
+  /** Construct id of the invoke permission (CloudFormation picks the statement id). */
+  readonly permissionId: string;
+  /** Where the policy documents are read from. @default policy/ of the repository */
+  readonly policyDir?: string;
+}
+
+export class RemediationFunction extends Construct {
+  public readonly role: iam.CfnRole;
+  public readonly logGroup: logs.LogGroup;
+  public readonly function: lambda.Function;
+  public readonly permission: lambda.CfnPermission;
+
+  constructor(scope: Construct, id: string, props: RemediationFunctionProps) {
+    super(scope, id);
+    const values = { 'AWS::AccountId': Aws.ACCOUNT_ID, 'AWS::Partition': Aws.PARTITION, 'AWS::Region': Aws.REGION };
+
+    // An L1 role: its trust and inline policy are the files as they are, and nothing (such as
+    // AWSLambdaBasicExecutionRole) is added behind the lab's back.
+    this.role = new iam.CfnRole(this, 'Role', {
+      roleName: props.functionRoleName,
+      assumeRolePolicyDocument: readPolicy('lambda-trust.json', values, props.policyDir),
+      policies: [
+        {
+          policyName: props.functionPolicyName,
+          policyDocument: readPolicy('lambda-lab-policy.json', values, props.policyDir),
+        },
+      ],
+    });
+
+    Validations.of(this.role).acknowledge(
+      {
+        id: 'AwsSolutions::AwsSolutions-IAM5[Resource::arn:aws:logs:*:*:*]',
+        reason:
+          "The lab's inline policy, kept exactly as the lab wrote it (policy/lambda-lab-policy.json): the function " +
+          'writes to its own log group and streams, whose names Lambda chooses at run time.',
+      },
+      {
+        id: 'AwsSolutions::AwsSolutions-IAM5[Resource::*]',
+        reason:
+          'config:PutEvaluations and ec2:DescribeSecurityGroups support no resource-level permissions, and the ' +
+          'function must authorize and revoke ingress on whichever security group Config sends it, in any VPC.',
+      },
+    );
+
+    // The log group Lambda would create on first run (`/aws/lambda/<function>`), owned by the
+    // stack so that deleting the stack removes it, as `deploy down` does; kept forever while the
+    // stack lives, like Lambda's own. Given to the function, so that CDK adds no second one.
+    this.logGroup = new logs.LogGroup(this, 'LogGroup', {
+      logGroupName: `/aws/lambda/${props.functionName}`,
+      retention: logs.RetentionDays.INFINITE,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+
+    const architecture =
+      zipArchitecture(props.zipPath) === 'x86_64' ? lambda.Architecture.X86_64 : lambda.Architecture.ARM_64;
+    this.function = new lambda.Function(this, 'Function', {
+      functionName: props.functionName,
+      description: props.description,
+      runtime: lambda.Runtime.PROVIDED_AL2023,
+      handler: FUNCTION_SETTINGS.handler,
+      code: lambda.Code.fromAsset(props.zipPath),
+      architecture,
+      memorySize: FUNCTION_SETTINGS.memorySize,
+      timeout: Duration.seconds(FUNCTION_SETTINGS.timeoutSeconds),
+      role: iam.Role.fromRoleArn(this, 'RoleRef', this.role.attrArn, { mutable: false }),
+      logGroup: this.logGroup,
+    });
+
+    this.permission = new lambda.CfnPermission(this, props.permissionId, {
+      action: 'lambda:InvokeFunction',
+      functionName: this.function.functionArn,
+      principal: 'config.amazonaws.com',
+      sourceAccount: Aws.ACCOUNT_ID,
+    });
+  }
+}

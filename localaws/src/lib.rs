@@ -1,0 +1,658 @@
+//! The lab's local AWS: a moto server (the backend) behind a front that fills exactly the gaps
+//! the lab needs — Lambda execution of `provided` zips without Docker, Config evaluation of
+//! custom rules driven by security-group changes, the evaluation and compliance APIs, and the
+//! default security group's self-referencing rule. Requests the front does not handle reach
+//! moto unchanged.
+//!
+//! [`http`] is the server and forwarding plumbing, [`lambda`] the executor, [`config`] the
+//! evaluation state and event shapes; this module routes requests and runs the evaluation
+//! worker.
+
+pub mod config;
+pub mod http;
+pub mod lambda;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use aws_sdk_ec2::types::{Filter, IpPermission, UserIdGroupPair};
+use bytes::Bytes;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, Notify};
+use tracing::{info, warn};
+
+use crate::config::{log_error, Evaluations};
+use crate::http::{Forwarder, Request, Response};
+use crate::lambda::{Executor, FunctionConfig, Outcome};
+
+/// The moto version the project's scripts install and the front is tested with.
+pub const MOTO_VERSION: &str = "5.2.1";
+
+/// How to start the local AWS.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The front's port (0: any free port).
+    pub port: u16,
+    /// The `moto_server` program.
+    pub moto: String,
+    /// Where function code is unpacked and moto's output is written.
+    pub data_dir: PathBuf,
+}
+
+/// A running local AWS; dropping it stops moto.
+pub struct LocalAws {
+    pub endpoint: String,
+    pub backend: String,
+    front: Arc<Front>,
+    moto: tokio::process::Child,
+    server: tokio::task::JoinHandle<()>,
+    worker: tokio::task::JoinHandle<()>,
+}
+
+impl LocalAws {
+    /// Resolves when an admin `POST /_sg-lab/shutdown` arrives.
+    pub async fn shutdown_requested(&self) {
+        self.front.shutdown.notified().await;
+    }
+
+    /// Calls per operation (`service:Operation`) seen by the front.
+    pub fn calls(&self) -> BTreeMap<String, u64> {
+        lock(&self.front.calls).clone()
+    }
+
+    /// Every evaluation the functions reported, oldest first.
+    pub fn evaluations(&self) -> Vec<config::Stored> {
+        self.front.evaluations.history()
+    }
+
+    /// Waits until no evaluation work is queued or running, at most `timeout`.
+    pub async fn settle(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.front.busy.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+}
+
+impl Drop for LocalAws {
+    fn drop(&mut self) {
+        self.server.abort();
+        self.worker.abort();
+        let _ = self.moto.start_kill();
+    }
+}
+
+enum Trigger {
+    GroupsChanged { region: String, groups: Vec<String> },
+    EvaluateRules { region: String, rules: Vec<String> },
+}
+
+#[derive(Clone)]
+struct Backend {
+    ec2: aws_sdk_ec2::Client,
+    config: aws_sdk_config::Client,
+    lambda: aws_sdk_lambda::Client,
+}
+
+struct Front {
+    forwarder: Forwarder,
+    backend: String,
+    executor: Executor,
+    evaluations: Evaluations,
+    triggers: mpsc::UnboundedSender<Trigger>,
+    busy: std::sync::atomic::AtomicI64,
+    calls: Mutex<BTreeMap<String, u64>>,
+    fixed_regions: Mutex<HashSet<String>>,
+    clients: Mutex<HashMap<String, Backend>>,
+    shutdown: Notify,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn sdk_config(endpoint: &str, region: &str) -> SdkConfig {
+    SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region.to_owned()))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
+            "local", "local", None, None, "localaws",
+        )))
+        .build()
+}
+
+/// Security-group operations that change what Config records.
+const GROUP_CHANGES: [&str; 11] = [
+    "CreateSecurityGroup",
+    "DeleteSecurityGroup",
+    "AuthorizeSecurityGroupIngress",
+    "AuthorizeSecurityGroupEgress",
+    "RevokeSecurityGroupIngress",
+    "RevokeSecurityGroupEgress",
+    "ModifySecurityGroupRules",
+    "UpdateSecurityGroupRuleDescriptionsIngress",
+    "UpdateSecurityGroupRuleDescriptionsEgress",
+    "CreateTags",
+    "DeleteTags",
+];
+
+/// Starts moto and the front.
+pub async fn start(options: Options) -> Result<LocalAws, String> {
+    std::fs::create_dir_all(&options.data_dir).map_err(|e| format!("creating {}: {e}", options.data_dir.display()))?;
+    let (_, moto_addr) = http::bind(0).await.map_err(|e| format!("finding a free port for moto: {e}"))?;
+    let moto_port = moto_addr.port();
+    let log = std::fs::File::create(options.data_dir.join("moto.log")).map_err(|e| format!("creating moto.log: {e}"))?;
+    let log_err = log.try_clone().map_err(|e| e.to_string())?;
+    let moto = tokio::process::Command::new(&options.moto)
+        .args(["-H", "127.0.0.1", "-p", &moto_port.to_string()])
+        .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+        .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start `{}` ({e}): run scripts/setup, which installs moto {MOTO_VERSION}", options.moto))?;
+    let backend = format!("http://127.0.0.1:{moto_port}");
+    let forwarder = Forwarder::new(&backend);
+    let ready = wait_for(&forwarder, Duration::from_secs(60)).await;
+    if !ready {
+        return Err(format!("moto did not answer on {backend} within 60 s; see {}", options.data_dir.join("moto.log").display()));
+    }
+    let (listener, addr) = http::bind(options.port).await.map_err(|e| format!("binding 127.0.0.1:{}: {e}", options.port))?;
+    let endpoint = format!("http://127.0.0.1:{}", addr.port());
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&sdk_config(&backend, "us-east-1"));
+    let (triggers, receiver) = mpsc::unbounded_channel();
+    let front = Arc::new(Front {
+        forwarder,
+        backend: backend.clone(),
+        executor: Executor::new(options.data_dir.join("functions"), endpoint.clone(), logs),
+        evaluations: Evaluations::default(),
+        triggers,
+        busy: Default::default(),
+        calls: Default::default(),
+        fixed_regions: Default::default(),
+        clients: Default::default(),
+        shutdown: Notify::new(),
+    });
+    let handler = front.clone();
+    let server = tokio::spawn(http::serve(listener, move |request| {
+        let front = handler.clone();
+        async move { front.handle(request).await }
+    }));
+    let worker = tokio::spawn(worker(front.clone(), receiver));
+    info!("local AWS on {endpoint} (backend {backend})");
+    Ok(LocalAws { endpoint, backend, front, moto, server, worker })
+}
+
+async fn wait_for(forwarder: &Forwarder, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        let probe = Request {
+            method: hyper::Method::GET,
+            uri: hyper::Uri::from_static("/moto-api/data.json"),
+            headers: Default::default(),
+            body: Bytes::new(),
+        };
+        if forwarder.forward(&probe).await.status() == 200 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+impl Front {
+    fn count(&self, operation: String) {
+        *lock(&self.calls).entry(operation).or_default() += 1;
+    }
+
+    fn backend(&self, region: &str) -> Backend {
+        let mut clients = lock(&self.clients);
+        clients
+            .entry(region.to_owned())
+            .or_insert_with(|| {
+                let sdk = sdk_config(&self.backend, region);
+                Backend {
+                    ec2: aws_sdk_ec2::Client::new(&sdk),
+                    config: aws_sdk_config::Client::new(&sdk),
+                    lambda: aws_sdk_lambda::Client::new(&sdk),
+                }
+            })
+            .clone()
+    }
+
+    fn trigger(&self, trigger: Trigger) {
+        self.busy.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.triggers.send(trigger).is_err() {
+            self.busy.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    async fn handle(self: &Arc<Self>, request: Request) -> Response {
+        let path = request.path().to_owned();
+        if let Some(admin) = path.strip_prefix("/_sg-lab/") {
+            return self.admin(admin, &request);
+        }
+        let region = request.region().unwrap_or_else(|| "us-east-1".to_owned());
+        if let Some(target) = request.header("x-amz-target").map(str::to_owned) {
+            let (service, operation) = target.split_once('.').unwrap_or(("", &target));
+            if service == "StarlingDoveService" {
+                self.count(format!("config:{operation}"));
+                return self.config(operation, &region, &request).await;
+            }
+            self.count(format!("{}:{operation}", request.service().unwrap_or_default()));
+            return self.forwarder.forward(&request).await;
+        }
+        if path.starts_with("/2015-03-31/functions") {
+            return self.lambda(&region, &request).await;
+        }
+        let service = request.service().unwrap_or_default();
+        let action = request.form().into_iter().find(|(k, _)| k == "Action").map(|(_, v)| v);
+        match (service.as_str(), action) {
+            ("ec2", Some(action)) => {
+                self.count(format!("ec2:{action}"));
+                self.ec2(&action, &region, &request).await
+            }
+            (service, Some(action)) => {
+                self.count(format!("{service}:{action}"));
+                self.forwarder.forward(&request).await
+            }
+            (service, None) => {
+                self.count(format!("{service}:{}", request.method));
+                self.forwarder.forward(&request).await
+            }
+        }
+    }
+
+    fn admin(&self, path: &str, request: &Request) -> Response {
+        match (request.method.as_str(), path) {
+            ("GET", "health") => http::json(200, &json!({"status": "ok", "backend": self.backend, "motoVersion": MOTO_VERSION})),
+            ("GET", "calls") => http::json(200, &json!(lock(&self.calls).clone())),
+            ("DELETE", "calls") => {
+                lock(&self.calls).clear();
+                http::json(200, &json!({}))
+            }
+            ("GET", "evaluations") => http::json(200, &json!(self.evaluations.history())),
+            ("POST", "shutdown") => {
+                self.shutdown.notify_waiters();
+                http::json(200, &json!({"status": "stopping"}))
+            }
+            _ => http::response(404, "text/plain", "unknown admin path: health, calls, evaluations, shutdown"),
+        }
+    }
+
+    async fn config(self: &Arc<Self>, operation: &str, region: &str, request: &Request) -> Response {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+        match operation {
+            "StartConfigRulesEvaluation" => {
+                let rules: Vec<String> =
+                    body["ConfigRuleNames"].as_array().map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect()).unwrap_or_default();
+                let backend = self.backend(region);
+                for rule in &rules {
+                    let found = backend.config.describe_config_rules().config_rule_names(rule).send().await;
+                    if found.is_err() {
+                        return http::json_error(400, "NoSuchConfigRuleException", &format!("The ConfigRule '{rule}' provided in the request is invalid. Please check the configRule name."));
+                    }
+                }
+                self.trigger(Trigger::EvaluateRules { region: region.to_owned(), rules });
+                http::json(200, &json!({}))
+            }
+            "PutConfigRule" => {
+                let answer = self.forwarder.forward(request).await;
+                if answer.status() == 200 {
+                    if let Some(rule) = body["ConfigRule"]["ConfigRuleName"].as_str() {
+                        self.evaluations.activated(region, rule);
+                        self.trigger(Trigger::EvaluateRules { region: region.to_owned(), rules: vec![rule.to_owned()] });
+                    }
+                }
+                answer
+            }
+            "DeleteConfigRule" => {
+                let answer = self.forwarder.forward(request).await;
+                if answer.status() == 200 {
+                    if let Some(rule) = body["ConfigRuleName"].as_str() {
+                        self.evaluations.forget_rule(region, rule);
+                    }
+                }
+                answer
+            }
+            _ => match self.evaluations.handle(operation, region, request) {
+                Some(answer) => answer,
+                None => self.forwarder.forward(request).await,
+            },
+        }
+    }
+
+    async fn lambda(self: &Arc<Self>, region: &str, request: &Request) -> Response {
+        let segments: Vec<String> =
+            request.path().trim_matches('/').split('/').map(|s| http::form_decode(&format!("x={s}"))[0].1.clone()).collect();
+        let name = segments.get(2).map(|n| function_name(n));
+        let method = request.method.as_str();
+        let operation = match (method, segments.len(), segments.get(3).map(String::as_str)) {
+            ("POST", 2, _) => "CreateFunction",
+            ("PUT", 4, Some("code")) => "UpdateFunctionCode",
+            ("DELETE", 3, _) => "DeleteFunction",
+            ("POST", 4, Some("invocations")) => "Invoke",
+            ("GET", 3, _) => "GetFunction",
+            _ => "other",
+        };
+        self.count(format!("lambda:{operation}"));
+        match operation {
+            "Invoke" => return self.invoke_api(region, name.unwrap_or_default(), request).await,
+            "CreateFunction" | "UpdateFunctionCode" => {
+                let answer = self.forwarder.forward(request).await;
+                if answer.status().is_success() {
+                    let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+                    let (name, zip) = if operation == "CreateFunction" {
+                        (body["FunctionName"].as_str().map(function_name), body["Code"]["ZipFile"].as_str())
+                    } else {
+                        (name, body["ZipFile"].as_str())
+                    };
+                    if let (Some(name), Some(zip)) = (name, zip) {
+                        use base64::Engine;
+                        match base64::engine::general_purpose::STANDARD.decode(zip) {
+                            Ok(bytes) => {
+                                log_error("storing function code", self.executor.store_code(region, &name, &bytes).await);
+                            }
+                            Err(err) => warn!("the code of {name} is not base64: {err}"),
+                        }
+                    }
+                }
+                answer
+            }
+            "DeleteFunction" => {
+                let answer = self.forwarder.forward(request).await;
+                if let (true, Some(name)) = (answer.status().is_success(), name) {
+                    self.executor.forget(region, &name).await;
+                }
+                answer
+            }
+            _ => self.forwarder.forward(request).await,
+        }
+    }
+
+    async fn function_config(&self, region: &str, name: &str) -> Result<FunctionConfig, Response> {
+        let backend = self.backend(region);
+        let config = backend.lambda.get_function_configuration().function_name(name).send().await.map_err(|_| {
+            let mut r = http::response(
+                404,
+                "application/json",
+                json!({"Type": "User", "message": format!("Function not found: arn:aws:lambda:{region}:{}:function:{name}", config::ACCOUNT)}).to_string(),
+            );
+            r.headers_mut().insert("x-amzn-errortype", hyper::header::HeaderValue::from_static("ResourceNotFoundException"));
+            r
+        })?;
+        Ok(FunctionConfig {
+            name: name.to_owned(),
+            arn: config.function_arn().unwrap_or_default().to_owned(),
+            region: region.to_owned(),
+            runtime: config.runtime().map(|r| r.as_str().to_owned()).unwrap_or_default(),
+            timeout: Duration::from_secs(config.timeout().unwrap_or(3).max(1) as u64),
+            memory_mb: config.memory_size().unwrap_or(128) as u64,
+            architecture: config.architectures().first().map(|a| a.as_str().to_owned()).unwrap_or_else(|| "x86_64".into()),
+            handler: config.handler().unwrap_or("bootstrap").to_owned(),
+            environment: config
+                .environment()
+                .and_then(|e| e.variables())
+                .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
+        })
+    }
+
+    async fn invoke_api(self: &Arc<Self>, region: &str, name: String, request: &Request) -> Response {
+        let config = match self.function_config(region, &name).await {
+            Ok(config) => config,
+            Err(response) => return response,
+        };
+        let kind = request.header("x-amz-invocation-type").unwrap_or("RequestResponse").to_owned();
+        if kind == "DryRun" {
+            return http::response(204, "application/json", "");
+        }
+        let payload = request.body.clone();
+        if kind == "Event" {
+            let front = self.clone();
+            tokio::spawn(async move {
+                log_error("asynchronous invocation", front.executor.invoke(&config, payload).await);
+            });
+            return http::response(202, "application/json", "");
+        }
+        match self.executor.invoke(&config, payload).await {
+            Ok(invocation) => {
+                let (mut response, error) = match invocation.outcome {
+                    Outcome::Response(body) => (http::response(200, "application/json", body), false),
+                    Outcome::FunctionError { body, .. } => (http::response(200, "application/json", body), true),
+                };
+                let headers = response.headers_mut();
+                headers.insert("x-amz-executed-version", hyper::header::HeaderValue::from_static("$LATEST"));
+                if error {
+                    headers.insert("x-amz-function-error", hyper::header::HeaderValue::from_static("Unhandled"));
+                }
+                if request.header("x-amz-log-type") == Some("Tail") {
+                    use base64::Engine;
+                    let tail = &invocation.log.as_bytes()[invocation.log.len().saturating_sub(4096)..];
+                    if let Ok(v) = hyper::header::HeaderValue::from_str(&base64::engine::general_purpose::STANDARD.encode(tail)) {
+                        headers.insert("x-amz-log-result", v);
+                    }
+                }
+                response
+            }
+            Err(message) => {
+                let mut r = http::response(502, "application/json", json!({"Type": "Service", "message": message}).to_string());
+                r.headers_mut().insert("x-amzn-errortype", hyper::header::HeaderValue::from_static("ServiceException"));
+                r
+            }
+        }
+    }
+
+    async fn ec2(self: &Arc<Self>, action: &str, region: &str, request: &Request) -> Response {
+        self.fix_default_groups(region).await;
+        let answer = self.forwarder.forward(request).await;
+        if answer.status() != 200 {
+            return answer;
+        }
+        if action == "CreateVpc" {
+            lock(&self.fixed_regions).remove(region);
+        }
+        if GROUP_CHANGES.contains(&action) {
+            let form = request.form();
+            let mut groups: Vec<String> = form
+                .iter()
+                .filter(|(k, v)| (k == "GroupId" || k.starts_with("ResourceId.")) && v.starts_with("sg-"))
+                .map(|(_, v)| v.clone())
+                .collect();
+            if action == "CreateSecurityGroup" {
+                let body = http_body_util::BodyExt::collect(answer).await.map(|c| c.to_bytes()).unwrap_or_default();
+                let text = String::from_utf8_lossy(&body).to_string();
+                if let Some(id) = text.split("<groupId>").nth(1).and_then(|s| s.split('<').next()) {
+                    groups.push(id.to_owned());
+                }
+                if !groups.is_empty() {
+                    self.trigger(Trigger::GroupsChanged { region: region.to_owned(), groups });
+                }
+                return http::response(200, "text/xml", body);
+            }
+            if groups.is_empty() {
+                if let Some((_, name)) = form.iter().find(|(k, _)| k == "GroupName") {
+                    let found = self.backend(region).ec2.describe_security_groups().group_names(name).send().await;
+                    if let Ok(found) = found {
+                        groups.extend(found.security_groups().iter().filter_map(|g| g.group_id().map(str::to_owned)));
+                    }
+                }
+            }
+            if !groups.is_empty() {
+                self.trigger(Trigger::GroupsChanged { region: region.to_owned(), groups });
+            }
+        }
+        answer
+    }
+
+    /// Gives every default group of the region AWS's self-referencing ingress rule.
+    async fn fix_default_groups(&self, region: &str) {
+        if !lock(&self.fixed_regions).insert(region.to_owned()) {
+            return;
+        }
+        let ec2 = self.backend(region).ec2;
+        let Some(groups) = log_error(
+            "reading the default security groups",
+            ec2.describe_security_groups().filters(Filter::builder().name("group-name").values("default").build()).send().await,
+        ) else {
+            lock(&self.fixed_regions).remove(region);
+            return;
+        };
+        for group in groups.security_groups() {
+            let Some(id) = group.group_id() else { continue };
+            let has_self = group.ip_permissions().iter().any(|p| p.user_id_group_pairs().iter().any(|u| u.group_id() == Some(id)));
+            if !has_self {
+                let permission =
+                    IpPermission::builder().ip_protocol("-1").user_id_group_pairs(UserIdGroupPair::builder().group_id(id).build()).build();
+                log_error(
+                    "adding the default group's self-referencing rule",
+                    ec2.authorize_security_group_ingress().group_id(id).ip_permissions(permission).send().await,
+                );
+            }
+        }
+    }
+
+    /// Evaluates what a trigger calls for, invoking each rule's function in turn.
+    async fn evaluate(&self, trigger: Trigger) {
+        let (region, groups, only) = match trigger {
+            Trigger::GroupsChanged { region, groups } => (region, Some(groups), None),
+            Trigger::EvaluateRules { region, rules } => (region, None, Some(rules)),
+        };
+        let backend = self.backend(&region);
+        // Config evaluates only what a running recorder records.
+        let Some(recorders) = log_error("reading recorders", backend.config.describe_configuration_recorders().send().await) else { return };
+        let Some(status) = log_error("reading recorder status", backend.config.describe_configuration_recorder_status().send().await)
+        else {
+            return;
+        };
+        let recorder = recorders.configuration_recorders().iter().find(|r| {
+            let records = r.recording_group().is_none_or(|g| {
+                g.all_supported() || g.resource_types().iter().any(|t| t.as_str() == config::SECURITY_GROUP)
+            });
+            let running = status.configuration_recorders_status().iter().any(|s| s.name() == r.name() && s.recording());
+            records && running
+        });
+        let Some(recorder) = recorder else {
+            info!("no running recorder records security groups in {region}: nothing evaluated");
+            return;
+        };
+        let role = recorder.role_arn().unwrap_or_default().to_owned();
+        let Some(rules) = log_error("reading rules", backend.config.describe_config_rules().send().await) else { return };
+        let rules: Vec<_> = rules
+            .config_rules()
+            .iter()
+            .filter(|r| only.as_ref().is_none_or(|names| names.iter().any(|n| Some(n.as_str()) == r.config_rule_name())))
+            .cloned()
+            .collect();
+        for rule in rules {
+            if only.is_some() && config::periodic(&rule) {
+                self.invoke_rule(&region, &rule, &config::scheduled_notification(), &role).await;
+            }
+            if !config::change_triggered(&rule) {
+                continue;
+            }
+            let ids = match &groups {
+                Some(ids) => ids.clone(),
+                None => {
+                    let all = backend.ec2.describe_security_groups().send().await;
+                    let Some(all) = log_error("listing security groups", all) else { continue };
+                    all.security_groups().iter().filter_map(|g| g.group_id().map(str::to_owned)).collect()
+                }
+            };
+            for id in ids {
+                let group = match backend.ec2.describe_security_groups().group_ids(&id).send().await {
+                    Ok(out) => out.security_groups().first().cloned(),
+                    Err(_) => None,
+                };
+                let item = config::configuration_item(&region, &id, group.as_ref(), config::now());
+                self.invoke_rule(&region, &rule, &config::change_notification(item), &role).await;
+            }
+        }
+    }
+
+    async fn invoke_rule(&self, region: &str, rule: &aws_sdk_config::types::ConfigRule, invoking: &Value, role: &str) {
+        let rule_name = rule.config_rule_name().unwrap_or_default().to_owned();
+        let Some(function) = rule.source().and_then(|s| s.source_identifier()).map(function_name) else { return };
+        let backend = self.backend(region);
+        let allowed = match backend.lambda.get_policy().function_name(&function).send().await {
+            Ok(out) => out.policy().and_then(|p| serde_json::from_str::<Value>(p).ok()).is_some_and(|p| {
+                p["Statement"].as_array().is_some_and(|s| {
+                    s.iter().any(|st| {
+                        st["Effect"] == "Allow"
+                            && st["Principal"]["Service"] == "config.amazonaws.com"
+                            && (st["Action"] == "lambda:InvokeFunction" || st["Action"] == "lambda:*")
+                    })
+                })
+            }),
+            Err(_) => false,
+        };
+        if !allowed {
+            let message = format!(
+                "AWS Config could not invoke function {function}: its resource policy does not allow config.amazonaws.com (add it with lambda add-permission)"
+            );
+            warn!("{message}");
+            self.evaluations.invoked(region, &rule_name, Some(("InsufficientPermissionsException".into(), message)));
+            return;
+        }
+        let config = match self.function_config(region, &function).await {
+            Ok(config) => config,
+            Err(_) => {
+                let message = format!("function {function} of rule {rule_name} does not exist");
+                self.evaluations.invoked(region, &rule_name, Some(("ResourceNotFoundException".into(), message)));
+                return;
+            }
+        };
+        let token = self.evaluations.token(region, &rule_name);
+        let event = config::rule_event(rule, invoking, &token, role);
+        match self.executor.invoke(&config, Bytes::from(event.to_string())).await {
+            Ok(invocation) => match invocation.outcome {
+                Outcome::Response(_) => self.evaluations.invoked(region, &rule_name, None),
+                Outcome::FunctionError { error_type, message, .. } => {
+                    warn!("rule {rule_name}: function {function} failed: {error_type}: {message}");
+                    self.evaluations.invoked(region, &rule_name, Some((error_type, message)));
+                }
+            },
+            Err(message) => {
+                warn!("rule {rule_name}: {message}");
+                self.evaluations.invoked(region, &rule_name, Some(("LocalExecutorError".into(), message)));
+            }
+        }
+    }
+}
+
+async fn worker(front: Arc<Front>, mut receiver: mpsc::UnboundedReceiver<Trigger>) {
+    while let Some(trigger) = receiver.recv().await {
+        front.evaluate(trigger).await;
+        front.busy.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// `arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]` or `NAME` → `NAME`.
+pub fn function_name(id: &str) -> String {
+    match id.split_once(":function:") {
+        Some((_, rest)) => rest.split(':').next().unwrap_or(rest).to_owned(),
+        None => id.split(':').next().unwrap_or(id).to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_names_come_from_names_and_arns() {
+        assert_eq!(function_name("fn"), "fn");
+        assert_eq!(function_name("arn:aws:lambda:us-west-2:123456789012:function:fn"), "fn");
+        assert_eq!(function_name("arn:aws:lambda:us-west-2:123456789012:function:fn:$LATEST"), "fn");
+    }
+}
