@@ -45,8 +45,8 @@ export class ConfigRecording extends Construct {
     Validations.of(this.bucket).acknowledge({
       id: 'AwsSolutions::AwsSolutions-S1',
       reason:
-        'The bucket only receives AWS Config deliveries, and the lab has no second bucket to log access to. ' +
-        'Who wrote what is already in CloudTrail (S3 data events) and in Config itself.',
+        'The bucket only receives AWS Config deliveries (its policy allows nothing else), and the lab has no ' +
+        'second bucket to send access logs to; where reads must be audited, enable CloudTrail S3 data events.',
     });
     const values = {
       'AWS::AccountId': Aws.ACCOUNT_ID,

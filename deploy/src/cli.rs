@@ -4,8 +4,6 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// The endpoint `--local` points at: moto's default port on this machine.
-pub const LOCAL_ENDPOINT: &str = "http://127.0.0.1:5000";
 /// The region `--local` uses when none is configured (the lab's).
 pub const LOCAL_REGION: &str = "us-west-2";
 
@@ -29,7 +27,7 @@ pub struct Global {
     /// Send every AWS call to this endpoint (also: AWS_ENDPOINT_URL)
     #[arg(long, global = true, value_name = "URL")]
     pub endpoint_url: Option<String>,
-    /// Use the local AWS on this machine (endpoint http://127.0.0.1:5000, test credentials and
+    /// Use the local AWS on this machine (started if needed on port 4599; test credentials and
     /// region us-west-2 unless configured)
     #[arg(long, global = true)]
     pub local: bool,
@@ -103,6 +101,11 @@ pub enum Command {
         #[arg(long)]
         follow: bool,
     },
+    /// The local AWS: moto behind a front that runs the function and evaluates the rule
+    Local {
+        #[command(subcommand)]
+        command: LocalCommand,
+    },
     /// Delete everything `up` created, and nothing else (lab step 6)
     Down {
         /// Show the plan; change nothing
@@ -115,4 +118,41 @@ pub enum Command {
 pub enum LabCommand {
     /// Open the default group to tcp 80, 443, 465 and 993 from anywhere (lab step 2)
     OpenPorts,
+    /// The whole lab: up, open the ports, wait for the revert, show what happened, down
+    Run {
+        /// The function zip (see `up --zip`)
+        #[arg(long, value_name = "PATH")]
+        zip: Option<PathBuf>,
+        /// Leave the lab deployed at the end
+        #[arg(long)]
+        keep: bool,
+        /// How long to wait for the revert [default: 60s with --local, 20m on AWS]
+        #[arg(long, value_name = "DURATION", value_parser = crate::logs::parse_duration)]
+        wait: Option<std::time::Duration>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LocalCommand {
+    /// Start the local AWS in the background and print how to use it
+    Start {
+        #[arg(long, default_value_t = crate::local::LOCAL_PORT)]
+        port: u16,
+    },
+    /// Is it running; calls per operation so far
+    Status {
+        #[arg(long, default_value_t = crate::local::LOCAL_PORT)]
+        port: u16,
+    },
+    /// Stop it
+    Stop {
+        #[arg(long, default_value_t = crate::local::LOCAL_PORT)]
+        port: u16,
+    },
+    /// Run it in the foreground (what `start` runs)
+    #[command(hide = true)]
+    Serve {
+        #[arg(long, default_value_t = crate::local::LOCAL_PORT)]
+        port: u16,
+    },
 }

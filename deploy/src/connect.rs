@@ -6,11 +6,11 @@ use aws_config::{retry::RetryConfig, BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::ProvideCredentials;
 use aws_credential_types::Credentials;
 
-use crate::cli::{Global, LOCAL_ENDPOINT, LOCAL_REGION};
+use crate::cli::{Global, LOCAL_REGION};
 use crate::error::{Error, Result};
 use crate::lab::{Clients, Lab, NameOverrides, Names};
 
-pub async fn sdk_config(global: &Global) -> SdkConfig {
+pub async fn sdk_config(global: &Global) -> Result<SdkConfig> {
     // Three attempts: enough for throttling, short enough that an endpoint answering an
     // unimplemented operation with HTTP 500 surfaces at once.
     let mut loader =
@@ -26,7 +26,12 @@ pub async fn sdk_config(global: &Global) -> SdkConfig {
     }
     if global.local {
         if global.endpoint_url.is_none() {
-            loader = loader.endpoint_url(LOCAL_ENDPOINT);
+            // Blocking for at most the bounded start-up wait, before any AWS call.
+            let endpoint = tokio::task::block_in_place(|| crate::local::ensure_running(crate::local::LOCAL_PORT));
+            match endpoint {
+                Ok(endpoint) => loader = loader.endpoint_url(endpoint),
+                Err(err) => return Err(err),
+            }
         }
         let env_keys = std::env::var_os("AWS_ACCESS_KEY_ID").is_some();
         if !env_keys && global.profile.is_none() {
@@ -38,11 +43,11 @@ pub async fn sdk_config(global: &Global) -> SdkConfig {
         // Nothing configured: the lab's region, without asking the instance metadata service.
         loader = loader.region(Region::new(LOCAL_REGION));
     }
-    loader.load().await
+    Ok(loader.load().await)
 }
 
 pub async fn connect(global: &Global) -> Result<Lab> {
-    let sdk = sdk_config(global).await;
+    let sdk = sdk_config(global).await?;
     let region = sdk.region().map(|r| r.to_string()).ok_or_else(|| {
         Error::Usage("no AWS region: pass --region, set AWS_REGION, or set one in your profile".into())
     })?;

@@ -13,6 +13,8 @@ pub mod error;
 pub mod evaluate;
 pub mod function;
 pub mod lab;
+pub mod lab_run;
+pub mod local;
 pub mod logs;
 pub mod open_ports;
 pub mod recorder;

@@ -3,9 +3,10 @@
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
-use deploy::cli::{Cli, Command, LabCommand, Output};
+use deploy::cli::{Cli, Command, LabCommand, LocalCommand, Output};
 use deploy::error::{Error, Result};
 use deploy::lab::Lab;
 use deploy::up::UpOptions;
@@ -52,6 +53,9 @@ fn print<T: std::fmt::Display + serde::Serialize>(output: Output, value: &T) {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     let global = &cli.global;
+    if let Command::Local { command } = &cli.command {
+        return local(command, global.output).await;
+    }
     let lab = deploy::connect::connect(global).await?;
     eprintln!("account {}, region {}", lab.account, lab.region);
     match cli.command {
@@ -69,6 +73,29 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Lab { command: LabCommand::OpenPorts } => {
             print(global.output, &deploy::open_ports::open_ports(&lab).await?);
         }
+        Command::Lab { command: LabCommand::Run { zip, keep, wait } } => {
+            let local = global.local && global.endpoint_url.is_none();
+            if !keep && !global.yes && !local {
+                confirm(&lab)?;
+            }
+            let timeout =
+                wait.unwrap_or(if global.local { Duration::from_secs(60) } else { Duration::from_secs(20 * 60) });
+            let options = deploy::lab_run::RunOptions {
+                zip,
+                keep,
+                timeout,
+                local_port: local.then_some(deploy::local::LOCAL_PORT),
+            };
+            let report = deploy::lab_run::run(&lab, &options).await?;
+            print(global.output, &report);
+            if !report.reverted {
+                return Err(Error::Failed(format!("the rule did not revert {} within {timeout:?}", report.group)));
+            }
+            if report.down.as_ref().is_some_and(|d| d.failed().next().is_some()) {
+                return Err(Error::Failed("down left resources of the lab behind; run `deploy down` again".into()));
+            }
+        }
+        Command::Local { .. } => {}
         Command::Evaluate { wait } => {
             if let Some(compliance) = deploy::evaluate::evaluate(&lab, wait).await? {
                 match global.output {
@@ -99,6 +126,46 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 )));
             }
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn local(command: &LocalCommand, output: Output) -> Result<ExitCode> {
+    match command {
+        LocalCommand::Start { port } => {
+            let endpoint = tokio::task::block_in_place(|| deploy::local::ensure_running(*port))?;
+            println!("local AWS running on {endpoint}");
+            println!("export AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-west-2");
+        }
+        LocalCommand::Status { port } => match deploy::local::health(*port) {
+            Some(health) => {
+                let calls = deploy::local::calls(*port).unwrap_or_default();
+                match output {
+                    Output::Json => {
+                        println!("{}", serde_json::json!({"running": true, "health": health, "calls": calls}))
+                    }
+                    Output::Text => {
+                        println!(
+                            "local AWS running on {} (backend {})",
+                            deploy::local::endpoint(*port),
+                            health["backend"]
+                        );
+                        for (operation, count) in calls.as_object().into_iter().flatten() {
+                            println!("  {count:>6}  {operation}");
+                        }
+                    }
+                }
+            }
+            None => {
+                println!("local AWS not running on port {port}");
+                return Ok(ExitCode::from(deploy::error::exit::FAILED));
+            }
+        },
+        LocalCommand::Stop { port } => {
+            let stopped = tokio::task::block_in_place(|| deploy::local::stop(*port))?;
+            println!("{}", if stopped { "local AWS stopped" } else { "local AWS was not running" });
+        }
+        LocalCommand::Serve { port } => deploy::local::serve(*port).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -70,7 +70,8 @@ impl Evaluations {
     pub fn token(&self, region: &str, rule: &str) -> String {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let token = format!("local-{n:08}-{:x}", (now() * 1000.0) as u64);
-        lock(&self.tokens).insert(token.clone(), Token { region: region.to_owned(), rule: rule.to_owned(), invoked: now() });
+        lock(&self.tokens)
+            .insert(token.clone(), Token { region: region.to_owned(), rule: rule.to_owned(), invoked: now() });
         token
     }
 
@@ -110,7 +111,9 @@ impl Evaluations {
         let mut latest: HashMap<(String, String), Stored> = HashMap::new();
         for s in stored.iter().filter(|s| s.region == region && s.rule == rule) {
             let key = (s.resource_type.clone(), s.resource_id.clone());
-            let newer = latest.get(&key).is_none_or(|l| (s.ordering_timestamp, s.recorded) >= (l.ordering_timestamp, l.recorded));
+            let newer = latest
+                .get(&key)
+                .is_none_or(|l| (s.ordering_timestamp, s.recorded) >= (l.ordering_timestamp, l.recorded));
             if newer {
                 latest.insert(key, s.clone());
             }
@@ -127,7 +130,10 @@ impl Evaluations {
             "PutEvaluations" => self.put_evaluations(&body),
             "GetComplianceDetailsByConfigRule" => {
                 let rule = body["ConfigRuleName"].as_str().unwrap_or_default();
-                let wanted: Vec<&str> = body["ComplianceTypes"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+                let wanted: Vec<&str> = body["ComplianceTypes"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
                 let results: Vec<Value> = self
                     .latest(region, rule)
                     .into_iter()
@@ -170,10 +176,14 @@ impl Evaluations {
                 let resource_type = body["ResourceType"].as_str();
                 let resource_id = body["ResourceId"].as_str();
                 let mut by_resource: HashMap<(String, String), Vec<String>> = HashMap::new();
-                let rules: Vec<String> = lock(&self.status).keys().filter(|(r, _)| r == region).map(|(_, n)| n.clone()).collect();
+                let rules: Vec<String> =
+                    lock(&self.status).keys().filter(|(r, _)| r == region).map(|(_, n)| n.clone()).collect();
                 for rule in rules {
                     for s in self.latest(region, &rule) {
-                        by_resource.entry((s.resource_type.clone(), s.resource_id.clone())).or_default().push(s.compliance);
+                        by_resource
+                            .entry((s.resource_type.clone(), s.resource_id.clone()))
+                            .or_default()
+                            .push(s.compliance);
                     }
                 }
                 let mut out: Vec<Value> = by_resource
@@ -228,7 +238,8 @@ impl Evaluations {
         match names.as_array() {
             Some(names) if !names.is_empty() => names.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
             _ => {
-                let mut all: Vec<String> = lock(&self.status).keys().filter(|(r, _)| r == region).map(|(_, n)| n.clone()).collect();
+                let mut all: Vec<String> =
+                    lock(&self.status).keys().filter(|(r, _)| r == region).map(|(_, n)| n.clone()).collect();
                 all.sort();
                 all
             }
@@ -240,11 +251,17 @@ impl Evaluations {
         if body["TestMode"].as_bool() == Some(true) {
             return http::json(200, &json!({"FailedEvaluations": []}));
         }
-        let Some((region, rule, invoked)) = lock(&self.tokens).get(token).map(|t| (t.region.clone(), t.rule.clone(), t.invoked)) else {
+        let Some((region, rule, invoked)) =
+            lock(&self.tokens).get(token).map(|t| (t.region.clone(), t.rule.clone(), t.invoked))
+        else {
             return http::json_error(400, "InvalidResultTokenException", "The result token is invalid.");
         };
         let Some(evaluations) = body["Evaluations"].as_array() else {
-            return http::json_error(400, "InvalidParameterValueException", "The Evaluations object in your request cannot be null.");
+            return http::json_error(
+                400,
+                "InvalidParameterValueException",
+                "The Evaluations object in your request cannot be null.",
+            );
         };
         let mut failed = Vec::new();
         let mut stored = Vec::new();
@@ -272,7 +289,13 @@ impl Evaluations {
             });
         }
         for s in &stored {
-            info!("evaluation of {}: {} {} {}", s.rule, s.resource_id, s.compliance, s.annotation.as_deref().unwrap_or(""));
+            info!(
+                "evaluation of {}: {} {} {}",
+                s.rule,
+                s.resource_id,
+                s.compliance,
+                s.annotation.as_deref().unwrap_or("")
+            );
         }
         lock(&self.stored).extend(stored);
         let mut status = lock(&self.status);
@@ -298,11 +321,16 @@ pub fn change_triggered(rule: &ConfigRule) -> bool {
 pub fn periodic(rule: &ConfigRule) -> bool {
     let Some(source) = rule.source() else { return false };
     *source.owner() == Owner::CustomLambda
-        && source.source_details().iter().any(|d| d.message_type().is_some_and(|m| m.as_str() == "ScheduledNotification"))
+        && source
+            .source_details()
+            .iter()
+            .any(|d| d.message_type().is_some_and(|m| m.as_str() == "ScheduledNotification"))
 }
 
 fn in_scope(rule: &ConfigRule) -> bool {
-    rule.scope().is_none_or(|s| s.compliance_resource_types().is_empty() || s.compliance_resource_types().iter().any(|t| t == SECURITY_GROUP))
+    rule.scope().is_none_or(|s| {
+        s.compliance_resource_types().is_empty() || s.compliance_resource_types().iter().any(|t| t == SECURITY_GROUP)
+    })
 }
 
 /// A security group as Config records it (`configuration` of a configuration item).
@@ -343,9 +371,16 @@ fn iso(seconds: f64) -> String {
 }
 
 /// A configuration item (version 1.3) of a security group; `group` is `None` when it was deleted.
-pub fn configuration_item(region: &str, group_id: &str, group: Option<&aws_sdk_ec2::types::SecurityGroup>, captured: f64) -> Value {
+pub fn configuration_item(
+    region: &str,
+    group_id: &str,
+    group: Option<&aws_sdk_ec2::types::SecurityGroup>,
+    captured: f64,
+) -> Value {
     let tags: serde_json::Map<String, Value> = group
-        .map(|g| g.tags().iter().filter_map(|t| Some((t.key()?.to_owned(), json!(t.value().unwrap_or_default())))).collect())
+        .map(|g| {
+            g.tags().iter().filter_map(|t| Some((t.key()?.to_owned(), json!(t.value().unwrap_or_default())))).collect()
+        })
         .unwrap_or_default();
     let relationships: Vec<Value> = group
         .and_then(|g| g.vpc_id())

@@ -131,7 +131,9 @@ where
                     let (parts, body) = request.into_parts();
                     let body = match body.collect().await {
                         Ok(collected) => collected.to_bytes(),
-                        Err(err) => return Ok::<_, Infallible>(response(400, "text/plain", format!("bad body: {err}"))),
+                        Err(err) => {
+                            return Ok::<_, Infallible>(response(400, "text/plain", format!("bad body: {err}")))
+                        }
                     };
                     let request = Request { method: parts.method, uri: parts.uri, headers: parts.headers, body };
                     Ok(handler(request).await)
@@ -158,12 +160,16 @@ pub struct Forwarder {
 
 impl Forwarder {
     pub fn new(upstream: &str) -> Self {
-        Forwarder { upstream: upstream.trim_end_matches('/').to_owned(), client: Client::builder(TokioExecutor::new()).build_http() }
+        Forwarder {
+            upstream: upstream.trim_end_matches('/').to_owned(),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
     }
 
     pub async fn forward(&self, request: &Request) -> Response {
         let path = request.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let mut builder = hyper::Request::builder().method(request.method.clone()).uri(format!("{}{path}", self.upstream));
+        let mut builder =
+            hyper::Request::builder().method(request.method.clone()).uri(format!("{}{path}", self.upstream));
         for (name, value) in &request.headers {
             if name != hyper::header::HOST && name != hyper::header::CONNECTION {
                 builder = builder.header(name, value);
@@ -192,7 +198,9 @@ mod tests {
 
     #[test]
     fn form_bodies_decode() {
-        let form = form_decode("Action=AuthorizeSecurityGroupIngress&GroupId=sg-1&IpPermissions.1.IpRanges.1.CidrIp=0.0.0.0%2F0&X=a+b");
+        let form = form_decode(
+            "Action=AuthorizeSecurityGroupIngress&GroupId=sg-1&IpPermissions.1.IpRanges.1.CidrIp=0.0.0.0%2F0&X=a+b",
+        );
         assert_eq!(form[0], ("Action".into(), "AuthorizeSecurityGroupIngress".into()));
         assert_eq!(form[2].1, "0.0.0.0/0");
         assert_eq!(form[3].1, "a b");

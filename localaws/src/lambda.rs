@@ -107,7 +107,10 @@ async fn runtime_api(
             ("lambda-runtime-aws-request-id", pending.request_id.clone()),
             ("lambda-runtime-deadline-ms", pending.deadline_ms.to_string()),
             ("lambda-runtime-invoked-function-arn", pending.arn.clone()),
-            ("lambda-runtime-trace-id", format!("Root=1-00000000-{}", pending.request_id.replace('-', "")[..24].to_owned())),
+            (
+                "lambda-runtime-trace-id",
+                format!("Root=1-00000000-{}", pending.request_id.replace('-', "")[..24].to_owned()),
+            ),
         ] {
             if let Ok(value) = hyper::header::HeaderValue::from_str(&value) {
                 headers.insert(name, value);
@@ -171,7 +174,8 @@ struct Function {
 pub struct Executor {
     root: PathBuf,
     endpoint: String,
-    logs: aws_sdk_cloudwatchlogs::Client,
+    backend: String,
+    logs: std::sync::Mutex<HashMap<String, aws_sdk_cloudwatchlogs::Client>>,
     functions: std::sync::Mutex<HashMap<String, Arc<Function>>>,
     counter: AtomicU64,
 }
@@ -186,9 +190,25 @@ fn now_ms() -> i64 {
 
 impl Executor {
     /// `root`: where code is unpacked; `endpoint`: the local AWS endpoint given to functions;
-    /// `logs`: a CloudWatch Logs client of the backend.
-    pub fn new(root: PathBuf, endpoint: String, logs: aws_sdk_cloudwatchlogs::Client) -> Self {
-        Executor { root, endpoint, logs, functions: Default::default(), counter: AtomicU64::new(0) }
+    /// `backend`: where the logs are written.
+    pub fn new(root: PathBuf, endpoint: String, backend: String) -> Self {
+        Executor {
+            root,
+            endpoint,
+            backend,
+            logs: Default::default(),
+            functions: Default::default(),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    /// The backend's CloudWatch Logs client of a region.
+    fn logs(&self, region: &str) -> aws_sdk_cloudwatchlogs::Client {
+        let mut clients = self.logs.lock().unwrap_or_else(|e| e.into_inner());
+        clients
+            .entry(region.to_owned())
+            .or_insert_with(|| aws_sdk_cloudwatchlogs::Client::new(&crate::sdk_config(&self.backend, region)))
+            .clone()
     }
 
     fn function(&self, region: &str, name: &str) -> Arc<Function> {
@@ -285,7 +305,8 @@ impl Executor {
         let max_memory_mb = max_rss_mb(process.child.id());
         // Let the readers catch the last lines the process wrote before answering.
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let mut lines: Vec<(i64, String)> = std::mem::take(&mut *process.lines.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut lines: Vec<(i64, String)> =
+            std::mem::take(&mut *process.lines.lock().unwrap_or_else(|e| e.into_inner()));
         let stream = process.stream.clone();
         let outcome = match outcome {
             Some(outcome) => {
@@ -321,8 +342,15 @@ impl Executor {
         events.push((now_ms(), format!("END RequestId: {request_id}")));
         events.push((now_ms(), report));
         let log = events.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>().join("\n");
-        self.ship(&config.name, &stream, events).await;
-        Ok(Invocation { request_id, outcome, duration_ms: duration.as_secs_f64() * 1000.0, max_memory_mb, init_ms, log })
+        self.ship(config, &stream, events).await;
+        Ok(Invocation {
+            request_id,
+            outcome,
+            duration_ms: duration.as_secs_f64() * 1000.0,
+            max_memory_mb,
+            init_ms,
+            log,
+        })
     }
 
     async fn spawn(&self, config: &FunctionConfig, code: &Path) -> Result<Warm, String> {
@@ -374,7 +402,7 @@ impl Executor {
         if let Some(stderr) = child.stderr.take() {
             tokio::spawn(read_lines(stderr, lines.clone()));
         }
-        let logs = &self.logs;
+        let logs = self.logs(&config.region);
         let _ = logs.create_log_group().log_group_name(&group).send().await;
         if let Err(err) = logs.create_log_stream().log_group_name(&group).log_stream_name(&stream).send().await {
             warn!("creating log stream {stream}: {}", aws_smithy_types::error::display::DisplayErrorContext(err));
@@ -383,14 +411,24 @@ impl Executor {
         Ok(Warm { child, api, stream, lines, started: Instant::now(), initialised: false, code: code.to_path_buf() })
     }
 
-    async fn ship(&self, name: &str, stream: &str, mut events: Vec<(i64, String)>) {
+    async fn ship(&self, config: &FunctionConfig, stream: &str, mut events: Vec<(i64, String)>) {
+        let name = &config.name;
         events.sort_by_key(|(t, _)| *t);
         let events: Vec<_> = events
             .into_iter()
-            .filter_map(|(t, m)| aws_sdk_cloudwatchlogs::types::InputLogEvent::builder().timestamp(t).message(m).build().ok())
+            .filter_map(|(t, m)| {
+                aws_sdk_cloudwatchlogs::types::InputLogEvent::builder().timestamp(t).message(m).build().ok()
+            })
             .collect();
         let group = format!("/aws/lambda/{name}");
-        let sent = self.logs.put_log_events().log_group_name(&group).log_stream_name(stream).set_log_events(Some(events)).send().await;
+        let sent = self
+            .logs(&config.region)
+            .put_log_events()
+            .log_group_name(&group)
+            .log_stream_name(stream)
+            .set_log_events(Some(events))
+            .send()
+            .await;
         if let Err(err) = sent {
             warn!("writing the logs of {name}: {}", aws_smithy_types::error::display::DisplayErrorContext(err));
         }
@@ -406,7 +444,14 @@ async fn read_lines<R: tokio::io::AsyncRead + Unpin>(reader: R, lines: Arc<std::
 
 fn request_id(n: u64) -> String {
     let t = now_ms() as u64;
-    format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", t as u32, (n >> 16) as u16, n as u16 & 0xfff, (t >> 32) as u16 & 0xfff, n)
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        t as u32,
+        (n >> 16) as u16,
+        n as u16 & 0xfff,
+        (t >> 32) as u16 & 0xfff,
+        n
+    )
 }
 
 fn time_text(ms: i64) -> String {
@@ -443,7 +488,8 @@ async fn host_machine_check(bootstrap: &Path) -> Result<String, String> {
 }
 
 fn unpack(zip: &[u8], dir: &Path) -> Result<(), String> {
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).map_err(|e| format!("the code is not a zip: {e}"))?;
+    let mut archive =
+        zip::ZipArchive::new(std::io::Cursor::new(zip)).map_err(|e| format!("the code is not a zip: {e}"))?;
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     archive.extract(dir).map_err(|e| format!("unpacking the code: {e}"))?;
     let bootstrap = dir.join("bootstrap");
@@ -451,5 +497,6 @@ fn unpack(zip: &[u8], dir: &Path) -> Result<(), String> {
         return Err("the zip has no `bootstrap` at its root".into());
     }
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&bootstrap, std::fs::Permissions::from_mode(0o755)).map_err(|e| format!("chmod bootstrap: {e}"))
+    std::fs::set_permissions(&bootstrap, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| format!("chmod bootstrap: {e}"))
 }

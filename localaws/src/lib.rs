@@ -119,7 +119,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn sdk_config(endpoint: &str, region: &str) -> SdkConfig {
+pub(crate) fn sdk_config(endpoint: &str, region: &str) -> SdkConfig {
     SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(region.to_owned()))
@@ -150,7 +150,8 @@ pub async fn start(options: Options) -> Result<LocalAws, String> {
     std::fs::create_dir_all(&options.data_dir).map_err(|e| format!("creating {}: {e}", options.data_dir.display()))?;
     let (_, moto_addr) = http::bind(0).await.map_err(|e| format!("finding a free port for moto: {e}"))?;
     let moto_port = moto_addr.port();
-    let log = std::fs::File::create(options.data_dir.join("moto.log")).map_err(|e| format!("creating moto.log: {e}"))?;
+    let log =
+        std::fs::File::create(options.data_dir.join("moto.log")).map_err(|e| format!("creating moto.log: {e}"))?;
     let log_err = log.try_clone().map_err(|e| e.to_string())?;
     let moto = tokio::process::Command::new(&options.moto)
         .args(["-H", "127.0.0.1", "-p", &moto_port.to_string()])
@@ -160,21 +161,26 @@ pub async fn start(options: Options) -> Result<LocalAws, String> {
         .stderr(log_err)
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("cannot start `{}` ({e}): run scripts/setup, which installs moto {MOTO_VERSION}", options.moto))?;
+        .map_err(|e| {
+            format!("cannot start `{}` ({e}): run scripts/setup, which installs moto {MOTO_VERSION}", options.moto)
+        })?;
     let backend = format!("http://127.0.0.1:{moto_port}");
     let forwarder = Forwarder::new(&backend);
     let ready = wait_for(&forwarder, Duration::from_secs(60)).await;
     if !ready {
-        return Err(format!("moto did not answer on {backend} within 60 s; see {}", options.data_dir.join("moto.log").display()));
+        return Err(format!(
+            "moto did not answer on {backend} within 60 s; see {}",
+            options.data_dir.join("moto.log").display()
+        ));
     }
-    let (listener, addr) = http::bind(options.port).await.map_err(|e| format!("binding 127.0.0.1:{}: {e}", options.port))?;
+    let (listener, addr) =
+        http::bind(options.port).await.map_err(|e| format!("binding 127.0.0.1:{}: {e}", options.port))?;
     let endpoint = format!("http://127.0.0.1:{}", addr.port());
-    let logs = aws_sdk_cloudwatchlogs::Client::new(&sdk_config(&backend, "us-east-1"));
     let (triggers, receiver) = mpsc::unbounded_channel();
     let front = Arc::new(Front {
         forwarder,
         backend: backend.clone(),
-        executor: Executor::new(options.data_dir.join("functions"), endpoint.clone(), logs),
+        executor: Executor::new(options.data_dir.join("functions"), endpoint.clone(), backend.clone()),
         evaluations: Evaluations::default(),
         triggers,
         busy: Default::default(),
@@ -275,7 +281,9 @@ impl Front {
 
     fn admin(&self, path: &str, request: &Request) -> Response {
         match (request.method.as_str(), path) {
-            ("GET", "health") => http::json(200, &json!({"status": "ok", "backend": self.backend, "motoVersion": MOTO_VERSION})),
+            ("GET", "health") => {
+                http::json(200, &json!({"status": "ok", "backend": self.backend, "motoVersion": MOTO_VERSION}))
+            }
             ("GET", "calls") => http::json(200, &json!(lock(&self.calls).clone())),
             ("DELETE", "calls") => {
                 lock(&self.calls).clear();
@@ -294,8 +302,10 @@ impl Front {
         let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
         match operation {
             "StartConfigRulesEvaluation" => {
-                let rules: Vec<String> =
-                    body["ConfigRuleNames"].as_array().map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect()).unwrap_or_default();
+                let rules: Vec<String> = body["ConfigRuleNames"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                    .unwrap_or_default();
                 let backend = self.backend(region);
                 for rule in &rules {
                     let found = backend.config.describe_config_rules().config_rule_names(rule).send().await;
@@ -311,7 +321,10 @@ impl Front {
                 if answer.status() == 200 {
                     if let Some(rule) = body["ConfigRule"]["ConfigRuleName"].as_str() {
                         self.evaluations.activated(region, rule);
-                        self.trigger(Trigger::EvaluateRules { region: region.to_owned(), rules: vec![rule.to_owned()] });
+                        self.trigger(Trigger::EvaluateRules {
+                            region: region.to_owned(),
+                            rules: vec![rule.to_owned()],
+                        });
                     }
                 }
                 answer
@@ -333,8 +346,12 @@ impl Front {
     }
 
     async fn lambda(self: &Arc<Self>, region: &str, request: &Request) -> Response {
-        let segments: Vec<String> =
-            request.path().trim_matches('/').split('/').map(|s| http::form_decode(&format!("x={s}"))[0].1.clone()).collect();
+        let segments: Vec<String> = request
+            .path()
+            .trim_matches('/')
+            .split('/')
+            .map(|s| http::form_decode(&format!("x={s}"))[0].1.clone())
+            .collect();
         let name = segments.get(2).map(|n| function_name(n));
         let method = request.method.as_str();
         let operation = match (method, segments.len(), segments.get(3).map(String::as_str)) {
@@ -361,7 +378,10 @@ impl Front {
                         use base64::Engine;
                         match base64::engine::general_purpose::STANDARD.decode(zip) {
                             Ok(bytes) => {
-                                log_error("storing function code", self.executor.store_code(region, &name, &bytes).await);
+                                log_error(
+                                    "storing function code",
+                                    self.executor.store_code(region, &name, &bytes).await,
+                                );
                             }
                             Err(err) => warn!("the code of {name} is not base64: {err}"),
                         }
@@ -398,7 +418,11 @@ impl Front {
             runtime: config.runtime().map(|r| r.as_str().to_owned()).unwrap_or_default(),
             timeout: Duration::from_secs(config.timeout().unwrap_or(3).max(1) as u64),
             memory_mb: config.memory_size().unwrap_or(128) as u64,
-            architecture: config.architectures().first().map(|a| a.as_str().to_owned()).unwrap_or_else(|| "x86_64".into()),
+            architecture: config
+                .architectures()
+                .first()
+                .map(|a| a.as_str().to_owned())
+                .unwrap_or_else(|| "x86_64".into()),
             handler: config.handler().unwrap_or("bootstrap").to_owned(),
             environment: config
                 .environment()
@@ -439,14 +463,17 @@ impl Front {
                 if request.header("x-amz-log-type") == Some("Tail") {
                     use base64::Engine;
                     let tail = &invocation.log.as_bytes()[invocation.log.len().saturating_sub(4096)..];
-                    if let Ok(v) = hyper::header::HeaderValue::from_str(&base64::engine::general_purpose::STANDARD.encode(tail)) {
+                    if let Ok(v) =
+                        hyper::header::HeaderValue::from_str(&base64::engine::general_purpose::STANDARD.encode(tail))
+                    {
                         headers.insert("x-amz-log-result", v);
                     }
                 }
                 response
             }
             Err(message) => {
-                let mut r = http::response(502, "application/json", json!({"Type": "Service", "message": message}).to_string());
+                let mut r =
+                    http::response(502, "application/json", json!({"Type": "Service", "message": message}).to_string());
                 r.headers_mut().insert("x-amzn-errortype", hyper::header::HeaderValue::from_static("ServiceException"));
                 r
             }
@@ -503,17 +530,23 @@ impl Front {
         let ec2 = self.backend(region).ec2;
         let Some(groups) = log_error(
             "reading the default security groups",
-            ec2.describe_security_groups().filters(Filter::builder().name("group-name").values("default").build()).send().await,
+            ec2.describe_security_groups()
+                .filters(Filter::builder().name("group-name").values("default").build())
+                .send()
+                .await,
         ) else {
             lock(&self.fixed_regions).remove(region);
             return;
         };
         for group in groups.security_groups() {
             let Some(id) = group.group_id() else { continue };
-            let has_self = group.ip_permissions().iter().any(|p| p.user_id_group_pairs().iter().any(|u| u.group_id() == Some(id)));
+            let has_self =
+                group.ip_permissions().iter().any(|p| p.user_id_group_pairs().iter().any(|u| u.group_id() == Some(id)));
             if !has_self {
-                let permission =
-                    IpPermission::builder().ip_protocol("-1").user_id_group_pairs(UserIdGroupPair::builder().group_id(id).build()).build();
+                let permission = IpPermission::builder()
+                    .ip_protocol("-1")
+                    .user_id_group_pairs(UserIdGroupPair::builder().group_id(id).build())
+                    .build();
                 log_error(
                     "adding the default group's self-referencing rule",
                     ec2.authorize_security_group_ingress().group_id(id).ip_permissions(permission).send().await,
@@ -530,8 +563,13 @@ impl Front {
         };
         let backend = self.backend(&region);
         // Config evaluates only what a running recorder records.
-        let Some(recorders) = log_error("reading recorders", backend.config.describe_configuration_recorders().send().await) else { return };
-        let Some(status) = log_error("reading recorder status", backend.config.describe_configuration_recorder_status().send().await)
+        let Some(recorders) =
+            log_error("reading recorders", backend.config.describe_configuration_recorders().send().await)
+        else {
+            return;
+        };
+        let Some(status) =
+            log_error("reading recorder status", backend.config.describe_configuration_recorder_status().send().await)
         else {
             return;
         };
@@ -547,11 +585,15 @@ impl Front {
             return;
         };
         let role = recorder.role_arn().unwrap_or_default().to_owned();
-        let Some(rules) = log_error("reading rules", backend.config.describe_config_rules().send().await) else { return };
+        let Some(rules) = log_error("reading rules", backend.config.describe_config_rules().send().await) else {
+            return;
+        };
         let rules: Vec<_> = rules
             .config_rules()
             .iter()
-            .filter(|r| only.as_ref().is_none_or(|names| names.iter().any(|n| Some(n.as_str()) == r.config_rule_name())))
+            .filter(|r| {
+                only.as_ref().is_none_or(|names| names.iter().any(|n| Some(n.as_str()) == r.config_rule_name()))
+            })
             .cloned()
             .collect();
         for rule in rules {

@@ -1,0 +1,194 @@
+//! `lab run`: the whole lab in one command — `up`, open the default group's ports, wait
+//! (bounded) for the rule to revert them, then show the inbound rules before and after, the
+//! compliance history, the function's `revoking for` lines and the time to revert; then `down`
+//! unless `--keep`.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sg_function::aws::Ec2;
+
+use crate::error::{Error, Result};
+use crate::lab::Lab;
+use crate::report::Report;
+use crate::up::{down, up, UpOptions};
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub zip: Option<PathBuf>,
+    pub keep: bool,
+    pub timeout: Duration,
+    /// The local AWS's port, when running against it: its evaluation history is read.
+    pub local_port: Option<u16>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Evaluation {
+    pub compliance: String,
+    pub annotation: Option<String>,
+    pub recorded: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunReport {
+    pub account: String,
+    pub region: String,
+    pub up: Report,
+    pub group: String,
+    pub before: Vec<String>,
+    pub after: Vec<String>,
+    pub reverted: bool,
+    /// From the AuthorizeSecurityGroupIngress answer to the reverted group, in milliseconds.
+    pub revert_ms: Option<u128>,
+    pub evaluations: Vec<Evaluation>,
+    pub log_lines: Vec<String>,
+    pub down: Option<Report>,
+}
+
+const BASELINE: [&str; 2] = ["tcp/80@0.0.0.0/0", "tcp/443@0.0.0.0/0"];
+
+async fn inbound(lab: &Lab, group: &str) -> Result<Vec<String>> {
+    let state =
+        lab.clients.ec2.describe_group(group).await.map_err(|e| Error::Failed(format!("reading {group}: {e}")))?;
+    let mut rules: Vec<_> = state.map(|g| g.ingress.into_iter().map(|o| o.rule).collect()).unwrap_or_default();
+    rules.sort();
+    rules.dedup();
+    Ok(rules.iter().map(ToString::to_string).collect())
+}
+
+pub async fn run(lab: &Lab, options: &RunOptions) -> Result<RunReport> {
+    let (up_report, error) = up(lab, &UpOptions { zip: options.zip.clone(), ..UpOptions::default() }).await;
+    if let Some(err) = error {
+        eprint!("{up_report}");
+        return Err(err);
+    }
+    let opened = crate::open_ports::open_ports(lab).await?;
+    let opened_at = Instant::now();
+    let group = opened.steps.first().map(|s| s.name.clone()).unwrap_or_default();
+    let before = inbound(lab, &group).await?;
+    eprintln!("opened {group}: {}; waiting up to {:?} for the rule to revert it", before.join(", "), options.timeout);
+    let mut after = before.clone();
+    let mut revert_ms = None;
+    while opened_at.elapsed() < options.timeout {
+        after = inbound(lab, &group).await?;
+        if after == BASELINE {
+            revert_ms = Some(opened_at.elapsed().as_millis());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The revert itself triggers one more evaluation, which reports COMPLIANT; wait for it.
+    let mut evaluations = history(lab, &group, options.local_port).await;
+    let settle = Instant::now();
+    while revert_ms.is_some()
+        && evaluations.last().is_none_or(|e| e.compliance != "COMPLIANT")
+        && settle.elapsed() < Duration::from_secs(10)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        evaluations = history(lab, &group, options.local_port).await;
+    }
+    let log_lines = revoking_lines(lab, revert_ms.is_some()).await;
+    let down = if options.keep { None } else { Some(down(lab, false).await) };
+    Ok(RunReport {
+        account: lab.account.clone(),
+        region: lab.region.clone(),
+        up: up_report,
+        group,
+        before,
+        after,
+        reverted: revert_ms.is_some(),
+        revert_ms,
+        evaluations,
+        log_lines,
+        down,
+    })
+}
+
+/// The group's evaluations by the rule: the local AWS keeps the whole history; AWS answers the
+/// latest.
+async fn history(lab: &Lab, group: &str, local_port: Option<u16>) -> Vec<Evaluation> {
+    if let Some(port) = local_port {
+        if let Some(serde_json::Value::Array(all)) = crate::local::evaluations(port) {
+            return all
+                .iter()
+                .filter(|e| e["rule"] == lab.names.rule.as_str() && e["resourceId"] == group)
+                .map(|e| Evaluation {
+                    compliance: e["compliance"].as_str().unwrap_or_default().to_owned(),
+                    annotation: e["annotation"].as_str().map(str::to_owned),
+                    recorded: e["recorded"].as_f64().and_then(|t| {
+                        aws_smithy_types::DateTime::from_secs_f64(t)
+                            .fmt(aws_smithy_types::date_time::Format::DateTime)
+                            .ok()
+                    }),
+                })
+                .collect();
+        }
+    }
+    crate::status::status(lab)
+        .await
+        .map(|s| {
+            s.compliance
+                .results
+                .into_iter()
+                .filter(|r| r.group_id == group)
+                .map(|r| Evaluation { compliance: r.compliance, annotation: r.annotation, recorded: r.recorded })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The function's `revoking for` lines; waits (bounded) for them to reach the logs.
+async fn revoking_lines(lab: &Lab, expect: bool) -> Vec<String> {
+    let deadline = Instant::now() + if expect { Duration::from_secs(10) } else { Duration::ZERO };
+    loop {
+        let lines: Vec<String> = crate::logs::fetch(lab, Some("revoking for"), 0)
+            .await
+            .map(|events| events.into_iter().map(|e| e.message.trim_end().to_owned()).collect())
+            .unwrap_or_default();
+        if !lines.is_empty() || Instant::now() >= deadline {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+impl fmt::Display for RunReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.up)?;
+        writeln!(f, "\ndefault group {} inbound rules", self.group)?;
+        writeln!(f, "  after lab open-ports: {}", self.before.join(", "))?;
+        writeln!(f, "  after the rule:       {}", self.after.join(", "))?;
+        match self.revert_ms {
+            Some(ms) => writeln!(f, "  reverted {ms} ms after the ports were opened")?,
+            None => writeln!(f, "  NOT reverted within the wait")?,
+        }
+        writeln!(f, "\ncompliance history of {}", self.group)?;
+        if self.evaluations.is_empty() {
+            writeln!(f, "  none")?;
+        }
+        for e in &self.evaluations {
+            writeln!(
+                f,
+                "  {} {:<14} {}",
+                e.recorded.as_deref().unwrap_or("-"),
+                e.compliance,
+                e.annotation.as_deref().unwrap_or("")
+            )?;
+        }
+        writeln!(f, "\nfunction log lines")?;
+        if self.log_lines.is_empty() {
+            writeln!(f, "  none")?;
+        }
+        for line in &self.log_lines {
+            writeln!(f, "  {line}")?;
+        }
+        if let Some(down) = &self.down {
+            write!(f, "\n{down}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,135 @@
+//! `deploy local start|status|stop`: the local AWS (moto behind the `localaws` front) as a
+//! background process, and what `--local` uses.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+
+/// The front's default port.
+pub const LOCAL_PORT: u16 = 4599;
+
+/// Where the local AWS keeps its files.
+pub fn home() -> PathBuf {
+    std::env::var_os("SG_LAB_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/sg-lab")))
+        .unwrap_or_else(|| std::env::temp_dir().join("sg-lab"))
+}
+
+/// `moto_server` from PATH, else from the environment `scripts/setup` creates.
+pub fn moto_program() -> String {
+    if let Ok(program) = std::env::var("MOTO_SERVER") {
+        return program;
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join("moto_server").is_file()))
+        .unwrap_or(false);
+    let venv = home().join("venv/bin/moto_server");
+    if !on_path && venv.is_file() {
+        return venv.display().to_string();
+    }
+    "moto_server".to_owned()
+}
+
+pub fn endpoint(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
+}
+
+fn request(port: u16, method: &str, path: &str) -> Option<String> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    response.starts_with("HTTP/1.1 200").then_some(body)
+}
+
+/// The health document of a running local AWS on `port`.
+pub fn health(port: u16) -> Option<serde_json::Value> {
+    request(port, "GET", "/_sg-lab/health").and_then(|b| serde_json::from_str(&b).ok())
+}
+
+/// Calls per operation seen by the local AWS on `port`.
+pub fn calls(port: u16) -> Option<serde_json::Value> {
+    request(port, "GET", "/_sg-lab/calls").and_then(|b| serde_json::from_str(&b).ok())
+}
+
+/// The evaluation history of the local AWS on `port`.
+pub fn evaluations(port: u16) -> Option<serde_json::Value> {
+    request(port, "GET", "/_sg-lab/evaluations").and_then(|b| serde_json::from_str(&b).ok())
+}
+
+/// Starts the local AWS in the background unless it already runs; returns its endpoint.
+pub fn ensure_running(port: u16) -> Result<String> {
+    if health(port).is_some() {
+        return Ok(endpoint(port));
+    }
+    let dir = home().join("local");
+    std::fs::create_dir_all(&dir).map_err(|e| Error::Failed(format!("creating {}: {e}", dir.display())))?;
+    let log_path = dir.join("local.log");
+    let log =
+        std::fs::File::create(&log_path).map_err(|e| Error::Failed(format!("creating {}: {e}", log_path.display())))?;
+    let log_err = log.try_clone().map_err(|e| Error::Failed(e.to_string()))?;
+    let exe = std::env::current_exe().map_err(|e| Error::Failed(format!("finding the deploy binary: {e}")))?;
+    use std::os::unix::process::CommandExt;
+    std::process::Command::new(exe)
+        .args(["local", "serve", "--port", &port.to_string()])
+        .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| Error::Failed(format!("starting the local AWS: {e}")))?;
+    eprintln!("starting the local AWS on {} (log: {})", endpoint(port), log_path.display());
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while Instant::now() < deadline {
+        if health(port).is_some() {
+            return Ok(endpoint(port));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let tail = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let tail: Vec<&str> = tail.lines().rev().take(5).collect();
+    Err(Error::Usage(format!(
+        "the local AWS did not start within 90 s: {}; is moto installed (scripts/setup)?",
+        tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+    )))
+}
+
+/// Asks the local AWS on `port` to stop and waits (bounded) until it has.
+pub fn stop(port: u16) -> Result<bool> {
+    if health(port).is_none() {
+        return Ok(false);
+    }
+    request(port, "POST", "/_sg-lab/shutdown");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if health(port).is_none() {
+            return Ok(true);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(Error::Failed(format!("the local AWS on port {port} did not stop within 30 s")))
+}
+
+/// Runs the local AWS in the foreground until Ctrl-C, SIGTERM or `deploy local stop`.
+pub async fn serve(port: u16) -> Result<()> {
+    let options = localaws::Options { port, moto: moto_program(), data_dir: home().join("local") };
+    let local = localaws::start(options).await.map_err(Error::Usage)?;
+    println!("local AWS on {} (backend {})", local.endpoint, local.backend);
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| Error::Failed(format!("installing the SIGTERM handler: {e}")))?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+        _ = local.shutdown_requested() => {}
+    }
+    drop(local);
+    Ok(())
+}

@@ -1,0 +1,268 @@
+//! The lab on the local AWS (moto behind the `localaws` front), end to end: the real function
+//! binary runs behind the Runtime API and Config evaluates the rule on every group change.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use aws_sdk_lambda::primitives::Blob;
+use clap::Parser;
+use deploy::cli::Cli;
+use deploy::lab::Lab;
+use deploy::up::{down, up, UpOptions};
+use localaws::LocalAws;
+use serde_json::{json, Value};
+
+/// The function binary the workspace's tests build (`cargo test --workspace`).
+fn bootstrap_zip(dir: &std::path::Path) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bootstrap = exe.parent().and_then(|deps| deps.parent()).map(|d| d.join("bootstrap")).unwrap();
+    assert!(
+        bootstrap.is_file(),
+        "{} is missing: run the workspace's tests (cargo test --workspace)",
+        bootstrap.display()
+    );
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut writer = zip::ZipWriter::new(&mut out);
+    let options = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
+    writer.start_file("bootstrap", options).unwrap();
+    std::io::Write::write_all(&mut writer, &std::fs::read(&bootstrap).unwrap()).unwrap();
+    writer.finish().unwrap();
+    let path = dir.join("bootstrap.zip");
+    std::fs::write(&path, out.into_inner()).unwrap();
+    path
+}
+
+struct Env {
+    local: LocalAws,
+    lab: Lab,
+    zip: PathBuf,
+}
+
+async fn env(name: &str) -> Env {
+    let dir = std::env::temp_dir().join(format!("local-aws-test-{name}-{}", std::process::id()));
+    let options = localaws::Options { port: 0, moto: deploy::local::moto_program(), data_dir: dir.clone() };
+    let local = localaws::start(options).await.unwrap();
+    let cli =
+        Cli::parse_from(["deploy", "--local", "--region", "us-west-2", "--endpoint-url", &local.endpoint, "status"]);
+    let lab = deploy::connect::connect(&cli.global).await.unwrap();
+    let zip = bootstrap_zip(&dir);
+    Env { local, lab, zip }
+}
+
+impl Env {
+    async fn up(&self) {
+        let (report, error) = up(&self.lab, &UpOptions { zip: Some(self.zip.clone()), ..UpOptions::default() }).await;
+        assert!(error.is_none(), "{error:?}\n{report}");
+        assert!(self.local.settle(Duration::from_secs(30)).await);
+    }
+
+    async fn inbound(&self) -> Vec<String> {
+        deploy::status::status(&self.lab).await.unwrap().default_group.unwrap().inbound
+    }
+
+    async fn rule_status(&self) -> aws_sdk_config::types::ConfigRuleEvaluationStatus {
+        let out = self
+            .lab
+            .clients
+            .config
+            .describe_config_rule_evaluation_status()
+            .config_rule_names(&self.lab.names.rule)
+            .send()
+            .await
+            .unwrap();
+        out.config_rules_evaluation_status()[0].clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_lab_loop_reverts_the_open_group_within_seconds() {
+    let env = env("loop").await;
+    // AWS's default group references itself; the local AWS reproduces that.
+    let group = deploy::status::default_group_id(&env.lab).await.unwrap().unwrap();
+    assert_eq!(env.inbound().await, [format!("all@{group}")]);
+
+    env.up().await;
+    deploy::open_ports::open_ports(&env.lab).await.unwrap();
+    let opened = Instant::now();
+    let baseline = ["tcp/80@0.0.0.0/0", "tcp/443@0.0.0.0/0"];
+    while env.inbound().await != baseline && opened.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(env.inbound().await, baseline, "not reverted within 10 s");
+    assert!(env.local.settle(Duration::from_secs(10)).await);
+
+    // Compliance through the SDK: the latest evaluation of the group is COMPLIANT…
+    let details = env
+        .lab
+        .clients
+        .config
+        .get_compliance_details_by_config_rule()
+        .config_rule_name(&env.lab.names.rule)
+        .send()
+        .await
+        .unwrap();
+    let result = details
+        .evaluation_results()
+        .iter()
+        .find(|r| {
+            r.evaluation_result_identifier().and_then(|i| i.evaluation_result_qualifier()).and_then(|q| q.resource_id())
+                == Some(group.as_str())
+        })
+        .unwrap();
+    assert_eq!(result.compliance_type().unwrap().as_str(), "COMPLIANT");
+    // …after a NON_COMPLIANT one naming what was revoked.
+    let history: Vec<(String, Option<String>)> = env
+        .local
+        .evaluations()
+        .into_iter()
+        .filter(|e| e.resource_id == group)
+        .map(|e| (e.compliance, e.annotation))
+        .collect();
+    let revoked = history.iter().position(|(c, a)| {
+        c == "NON_COMPLIANT" && a.as_deref() == Some("Revoked tcp/465@0.0.0.0/0, tcp/993@0.0.0.0/0.")
+    });
+    let compliant = history.iter().rposition(|(c, _)| c == "COMPLIANT");
+    assert!(revoked.is_some() && compliant > revoked, "{history:?}");
+    assert!(env.rule_status().await.last_successful_evaluation_time().is_some());
+
+    // The function's logs, as the student reads them.
+    let events = deploy::logs::fetch(&env.lab, None, 0).await.unwrap();
+    let text: Vec<&str> = events.iter().map(|e| e.message.as_str()).collect();
+    for port in [465, 993] {
+        assert!(
+            text.iter()
+                .any(|l| l.contains(&format!("revoking for {group}")) && l.contains(&format!("\"FromPort\":{port}"))),
+            "{text:#?}"
+        );
+    }
+    assert!(text.iter().any(|l| l.starts_with("START RequestId: ")));
+    assert!(text
+        .iter()
+        .any(|l| l.starts_with("REPORT RequestId: ") && l.contains("Max Memory Used") && l.contains("Init Duration")));
+    assert!(!text.iter().any(|l| l.contains('\u{1b}')), "no terminal colours in the logs");
+
+    let report = down(&env.lab, false).await;
+    assert!(report.failed().next().is_none(), "{report}");
+    let rules = env.lab.clients.config.describe_config_rules().send().await.unwrap();
+    assert!(rules.config_rules().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_function_is_visible_in_the_rule_status_and_changes_nothing() {
+    let env = env("failing").await;
+    env.up().await;
+    // A rule parameter the function refuses: every evaluation now fails.
+    let rule = env.lab.clients.config.describe_config_rules().send().await.unwrap().config_rules()[0].clone();
+    let broken = aws_sdk_config::types::ConfigRule::builder()
+        .set_config_rule_name(rule.config_rule_name().map(str::to_owned))
+        .set_source(rule.source().cloned())
+        .set_scope(rule.scope().cloned())
+        .input_parameters(r#"{"debug":"no"}"#)
+        .build();
+    env.lab.clients.config.put_config_rule().config_rule(broken).send().await.unwrap();
+    deploy::open_ports::open_ports(&env.lab).await.unwrap();
+    assert!(env.local.settle(Duration::from_secs(20)).await);
+
+    assert_eq!(env.inbound().await.len(), 4, "the group must stay as the student left it");
+    let status = env.rule_status().await;
+    assert_eq!(status.last_error_code(), Some("InvalidRuleParameter"));
+    assert!(status.last_error_message().unwrap().contains("`debug` is `no`"), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_the_invoke_permission_config_cannot_invoke_the_function() {
+    let env = env("permission").await;
+    env.up().await;
+    env.lab
+        .clients
+        .lambda
+        .remove_permission()
+        .function_name(&env.lab.names.function)
+        .statement_id("config-invoke")
+        .send()
+        .await
+        .unwrap();
+    deploy::open_ports::open_ports(&env.lab).await.unwrap();
+    assert!(env.local.settle(Duration::from_secs(20)).await);
+
+    assert_eq!(env.inbound().await.len(), 4);
+    let status = env.rule_status().await;
+    assert_eq!(status.last_error_code(), Some("InsufficientPermissionsException"));
+    assert!(status.last_error_message().unwrap().contains("does not allow config.amazonaws.com"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invoke_round_trips_and_the_timeout_is_enforced() {
+    let env = env("invoke").await;
+    let lambda = &env.lab.clients.lambda;
+    let role = env.lab.clients.iam.create_role().role_name("r").assume_role_policy_document("{}").send().await.unwrap();
+    // An EC2 endpoint that accepts connections and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+        }
+    });
+    lambda
+        .create_function()
+        .function_name("probe")
+        .runtime(aws_sdk_lambda::types::Runtime::from("provided.al2023"))
+        .handler("bootstrap")
+        .role(role.role().unwrap().arn())
+        .timeout(2)
+        .environment(
+            aws_sdk_lambda::types::Environment::builder()
+                .variables("AWS_ENDPOINT_URL_EC2", format!("http://{silent_addr}"))
+                .build(),
+        )
+        .code(
+            aws_sdk_lambda::types::FunctionCode::builder()
+                .zip_file(Blob::new(std::fs::read(&env.zip).unwrap()))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    // A malformed event: the function's error comes back as a function error.
+    let out = lambda.invoke().function_name("probe").payload(Blob::new(b"{}".to_vec())).send().await.unwrap();
+    assert_eq!(out.function_error(), Some("Unhandled"));
+    let error: Value = serde_json::from_slice(out.payload().unwrap().as_ref()).unwrap();
+    assert_eq!(error["errorType"], "MalformedEvent");
+
+    // A sweep whose EC2 calls never answer: killed at the function's timeout.
+    let started = Instant::now();
+    let event = json!({
+        "invokingEvent": json!({"messageType": "ScheduledNotification", "notificationCreationTime": "2016-07-19T22:00:00.000Z"}).to_string(),
+        "resultToken": "t", "ruleParameters": "{}"
+    });
+    let out = lambda
+        .invoke()
+        .function_name("probe")
+        .log_type(aws_sdk_lambda::types::LogType::Tail)
+        .payload(Blob::new(event.to_string()))
+        .send()
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(out.function_error(), Some("Unhandled"));
+    let error: Value = serde_json::from_slice(out.payload().unwrap().as_ref()).unwrap();
+    assert_eq!(error["errorType"], "Sandbox.Timedout");
+    use base64::Engine;
+    let tail = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(out.log_result().unwrap()).unwrap())
+        .unwrap();
+    assert!(tail.contains("Task timed out after 2.00 seconds"), "{tail}");
+
+    // An asynchronous invocation is accepted at once.
+    let out = lambda
+        .invoke()
+        .function_name("probe")
+        .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
+        .payload(Blob::new(b"{}".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status_code(), 202);
+}
