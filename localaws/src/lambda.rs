@@ -473,12 +473,16 @@ fn max_rss_mb(pid: Option<u32>) -> u64 {
 /// The architecture of `bootstrap`, refused when this host cannot run it.
 async fn host_machine_check(bootstrap: &Path) -> Result<String, String> {
     let header = tokio::fs::read(bootstrap).await.map_err(|e| format!("reading {}: {e}", bootstrap.display()))?;
+    let host = if cfg!(target_arch = "x86_64") { "x86_64" } else { "arm64" };
+    if header.starts_with(b"#!") {
+        // A script (e.g. starting a language runtime's interface client) runs on any host.
+        return Ok(host.to_owned());
+    }
     let machine = match header.get(18..20).map(|b| u16::from_le_bytes([b[0], b[1]])) {
         Some(0x3e) if header.starts_with(b"\x7fELF") => "x86_64",
         Some(0xb7) if header.starts_with(b"\x7fELF") => "arm64",
-        _ => return Err("bootstrap is not a Linux x86_64 or arm64 executable".into()),
+        _ => return Err("bootstrap is not a Linux x86_64 or arm64 executable, nor a script".into()),
     };
-    let host = if cfg!(target_arch = "x86_64") { "x86_64" } else { "arm64" };
     if machine != host {
         return Err(format!(
             "this {host} host cannot run an {machine} bootstrap: build the {host} zip for the local AWS (scripts/package {host})"
