@@ -45,14 +45,22 @@ fn now_millis() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
 }
 
-/// Events newer than `start` (epoch milliseconds), all pages.
+/// Events of the function's log group newer than `start` (epoch milliseconds), all pages.
 pub async fn fetch(lab: &Lab, filter: Option<&str>, start: i64) -> Result<Vec<LogEvent>> {
-    let group = lab.log_group();
+    fetch_from(lab, &lab.log_group(), filter, start).await
+}
+
+/// Every event of `group` newer than `start`.
+pub async fn fetch_group(lab: &Lab, group: &str, start: i64) -> Result<Vec<LogEvent>> {
+    fetch_from(lab, group, None, start).await
+}
+
+async fn fetch_from(lab: &Lab, group: &str, filter: Option<&str>, start: i64) -> Result<Vec<LogEvent>> {
     let mut events = Vec::new();
     let mut token = None;
     for _ in 0..1000 {
         let mut request =
-            lab.clients.logs.filter_log_events().log_group_name(&group).start_time(start).set_next_token(token.take());
+            lab.clients.logs.filter_log_events().log_group_name(group).start_time(start).set_next_token(token.take());
         if let Some(filter) = filter {
             // A quoted term matches the text anywhere in the message.
             request = request.filter_pattern(format!("\"{}\"", filter.replace('"', "")));

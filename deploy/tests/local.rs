@@ -266,3 +266,78 @@ async fn invoke_round_trips_and_the_timeout_is_enforced() {
         .unwrap();
     assert_eq!(out.status_code(), 202);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn security_group_calls_reach_matching_eventbridge_rules_as_cloudtrail_events() {
+    let env = env("events").await;
+    let sdk = testkit::sdk_config(&env.local.endpoint).await;
+    let events = aws_sdk_eventbridge::Client::new(&sdk);
+    let lambda = &env.lab.clients.lambda;
+    let role = env.lab.clients.iam.create_role().role_name("r").assume_role_policy_document("{}").send().await.unwrap();
+    let function = lambda
+        .create_function()
+        .function_name("fast")
+        .runtime(aws_sdk_lambda::types::Runtime::from("provided.al2023"))
+        .handler("bootstrap")
+        .role(role.role().unwrap().arn())
+        .code(
+            aws_sdk_lambda::types::FunctionCode::builder()
+                .zip_file(Blob::new(std::fs::read(&env.zip).unwrap()))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let pattern = json!({
+        "source": ["aws.ec2"],
+        "detail-type": ["AWS API Call via CloudTrail"],
+        "detail": {"eventName": [{"prefix": "AuthorizeSecurityGroup"}], "errorCode": [{"exists": false}]}
+    });
+    let rule = events.put_rule().name("sg-changes").event_pattern(pattern.to_string()).send().await.unwrap();
+    let target =
+        aws_sdk_eventbridge::types::Target::builder().id("fn").arn(function.function_arn().unwrap()).build().unwrap();
+    events.put_targets().rule("sg-changes").targets(target).send().await.unwrap();
+    let group = deploy::status::default_group_id(&env.lab).await.unwrap().unwrap();
+    let authorize = |port: i32| {
+        let permission = aws_sdk_ec2::types::IpPermission::builder()
+            .ip_protocol("tcp")
+            .from_port(port)
+            .to_port(port)
+            .ip_ranges(aws_sdk_ec2::types::IpRange::builder().cidr_ip("0.0.0.0/0").build())
+            .build();
+        env.lab.clients.ec2.authorize_security_group_ingress().group_id(&group).ip_permissions(permission).send()
+    };
+    let invocations = || async {
+        let events = deploy::logs::fetch_group(&env.lab, "/aws/lambda/fast", 0).await.unwrap_or_default();
+        events.into_iter().filter(|e| e.message.starts_with("START ")).count()
+    };
+
+    // Without a permission for events.amazonaws.com nothing is invoked.
+    authorize(22).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(invocations().await, 0);
+
+    lambda
+        .add_permission()
+        .function_name("fast")
+        .statement_id("events")
+        .action("lambda:InvokeFunction")
+        .principal("events.amazonaws.com")
+        .source_arn(rule.rule_arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+    authorize(23).await.unwrap();
+    let started = Instant::now();
+    while invocations().await == 0 && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(invocations().await, 1);
+    // The function received the CloudTrail event (it does not handle that kind yet).
+    let events = deploy::logs::fetch_group(&env.lab, "/aws/lambda/fast", 0).await.unwrap();
+    assert!(events.iter().any(|e| e.message.contains("missing field `invokingEvent`")), "{events:#?}");
+    // A failed call carries errorCode: this pattern excludes it.
+    authorize(23).await.unwrap_err();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(invocations().await, 1);
+}

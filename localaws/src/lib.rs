@@ -9,6 +9,7 @@
 //! worker.
 
 pub mod config;
+pub mod events;
 pub mod http;
 pub mod lambda;
 
@@ -483,6 +484,26 @@ impl Front {
     async fn ec2(self: &Arc<Self>, action: &str, region: &str, request: &Request) -> Response {
         self.fix_default_groups(region).await;
         let answer = self.forwarder.forward(request).await;
+        if GROUP_CHANGES.contains(&action) {
+            // Buffer the answer: its XML feeds the CloudTrail event.
+            let status = answer.status();
+            let headers = answer.headers().clone();
+            let body = http_body_util::BodyExt::collect(answer).await.map(|c| c.to_bytes()).unwrap_or_default();
+            let text = String::from_utf8_lossy(&body).to_string();
+            let front = self.clone();
+            let (region_owned, action_owned, form) = (region.to_owned(), action.to_owned(), request.form());
+            tokio::spawn(async move {
+                front.deliver_api_call(&region_owned, &action_owned, &form, status.as_u16(), &text).await
+            });
+            let mut rebuilt = hyper::Response::new(http_body_util::Full::new(body));
+            *rebuilt.status_mut() = status;
+            *rebuilt.headers_mut() = headers;
+            return self.after_ec2(action, region, request, rebuilt).await;
+        }
+        self.after_ec2(action, region, request, answer).await
+    }
+
+    async fn after_ec2(self: &Arc<Self>, action: &str, region: &str, request: &Request, answer: Response) -> Response {
         if answer.status() != 200 {
             return answer;
         }
@@ -520,6 +541,106 @@ impl Front {
             }
         }
         answer
+    }
+
+    /// Delivers the CloudTrail event of an EC2 call to every enabled EventBridge rule of the
+    /// default bus whose pattern matches, invoking its Lambda targets asynchronously.
+    async fn deliver_api_call(
+        self: &Arc<Self>,
+        region: &str,
+        action: &str,
+        form: &[(String, String)],
+        status: u16,
+        body: &str,
+    ) {
+        let tag =
+            |name: &str| body.split(&format!("<{name}>")).nth(1).and_then(|s| s.split('<').next()).map(str::to_owned);
+        let mut response = json!(null);
+        let mut request_parameters = events::request_parameters(form);
+        if status == 200 {
+            response = match tag("groupId") {
+                Some(id) if action == "CreateSecurityGroup" => json!({"_return": true, "groupId": id}),
+                _ => json!({"_return": true}),
+            };
+        }
+        let time = aws_smithy_types::DateTime::from_secs_f64(config::now())
+            .fmt(aws_smithy_types::date_time::Format::DateTime)
+            .unwrap_or_default();
+        let id = format!("{:016x}", (config::now() * 1e6) as u64);
+        let mut event = events::cloudtrail_event(region, action, request_parameters.take(), response, &time, &id);
+        if status != 200 {
+            event["detail"]["errorCode"] = json!(tag("Code").unwrap_or_else(|| "Client.Error".into()));
+            event["detail"]["errorMessage"] = json!(tag("Message").unwrap_or_default());
+        }
+        let rules = self.events_call(region, "ListRules", json!({"EventBusName": "default"})).await;
+        for rule in rules["Rules"].as_array().into_iter().flatten() {
+            let enabled = rule["State"] == "ENABLED";
+            let pattern = rule["EventPattern"].as_str().and_then(|p| serde_json::from_str::<Value>(p).ok());
+            if !enabled || !pattern.is_some_and(|p| events::matches(&p, &event)) {
+                continue;
+            }
+            let rule_arn = rule["Arn"].as_str().unwrap_or_default().to_owned();
+            let targets = self.events_call(region, "ListTargetsByRule", json!({"Rule": rule["Name"]})).await;
+            for target in targets["Targets"].as_array().into_iter().flatten() {
+                let Some(arn) = target["Arn"].as_str().filter(|a| a.contains(":lambda:")) else { continue };
+                let function = function_name(arn);
+                if !self.allows(region, &function, "events.amazonaws.com", Some(&rule_arn)).await {
+                    warn!(
+                        "EventBridge rule {rule_arn} may not invoke {function}: no permission for events.amazonaws.com"
+                    );
+                    continue;
+                }
+                let Ok(config) = self.function_config(region, &function).await else { continue };
+                let payload = target["Input"]
+                    .as_str()
+                    .map(|i| Bytes::from(i.to_owned()))
+                    .unwrap_or_else(|| Bytes::from(event.to_string()));
+                log_error("EventBridge delivery", self.executor.invoke(&config, payload).await);
+            }
+        }
+    }
+
+    /// A JSON call to the backend's EventBridge (moto takes the region from the scope).
+    async fn events_call(&self, region: &str, operation: &str, body: Value) -> Value {
+        let mut headers = hyper::HeaderMap::new();
+        let auth = format!(
+            "AWS4-HMAC-SHA256 Credential=local/20260101/{region}/events/aws4_request, SignedHeaders=host, Signature=0"
+        );
+        for (name, value) in [
+            ("x-amz-target", format!("AWSEvents.{operation}")),
+            ("content-type", "application/x-amz-json-1.1".to_owned()),
+            ("authorization", auth),
+        ] {
+            if let Ok(value) = hyper::header::HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
+        }
+        let request = Request {
+            method: hyper::Method::POST,
+            uri: hyper::Uri::from_static("/"),
+            headers,
+            body: Bytes::from(body.to_string()),
+        };
+        let answer = self.forwarder.forward(&request).await;
+        let bytes = http_body_util::BodyExt::collect(answer).await.map(|c| c.to_bytes()).unwrap_or_default();
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    }
+
+    /// Whether the function's resource policy lets `service` invoke it (from `source_arn`).
+    async fn allows(&self, region: &str, function: &str, service: &str, source_arn: Option<&str>) -> bool {
+        let Ok(out) = self.backend(region).lambda.get_policy().function_name(function).send().await else {
+            return false;
+        };
+        let Some(policy) = out.policy().and_then(|p| serde_json::from_str::<Value>(p).ok()) else { return false };
+        policy["Statement"].as_array().is_some_and(|statements| {
+            statements.iter().any(|st| {
+                let condition_arn = &st["Condition"]["ArnLike"]["AWS:SourceArn"];
+                st["Effect"] == "Allow"
+                    && st["Principal"]["Service"] == service
+                    && (st["Action"] == "lambda:InvokeFunction" || st["Action"] == "lambda:*")
+                    && (condition_arn.is_null() || source_arn.is_some_and(|a| condition_arn == a))
+            })
+        })
     }
 
     /// Gives every default group of the region AWS's self-referencing ingress rule.
@@ -625,19 +746,7 @@ impl Front {
     async fn invoke_rule(&self, region: &str, rule: &aws_sdk_config::types::ConfigRule, invoking: &Value, role: &str) {
         let rule_name = rule.config_rule_name().unwrap_or_default().to_owned();
         let Some(function) = rule.source().and_then(|s| s.source_identifier()).map(function_name) else { return };
-        let backend = self.backend(region);
-        let allowed = match backend.lambda.get_policy().function_name(&function).send().await {
-            Ok(out) => out.policy().and_then(|p| serde_json::from_str::<Value>(p).ok()).is_some_and(|p| {
-                p["Statement"].as_array().is_some_and(|s| {
-                    s.iter().any(|st| {
-                        st["Effect"] == "Allow"
-                            && st["Principal"]["Service"] == "config.amazonaws.com"
-                            && (st["Action"] == "lambda:InvokeFunction" || st["Action"] == "lambda:*")
-                    })
-                })
-            }),
-            Err(_) => false,
-        };
+        let allowed = self.allows(region, &function, "config.amazonaws.com", None).await;
         if !allowed {
             let message = format!(
                 "AWS Config could not invoke function {function}: its resource policy does not allow config.amazonaws.com (add it with lambda add-permission)"
