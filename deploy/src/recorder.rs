@@ -195,7 +195,8 @@ pub async fn ensure_channel(lab: &Lab, dry_run: bool) -> Result<Step> {
     Ok(Step::new(KIND, name, action).detail(format!("to bucket {}, no SNS", lab.names.bucket)))
 }
 
-pub async fn recording(lab: &Lab) -> Result<bool> {
+/// Whether the recorder `name` is recording.
+pub async fn recording(lab: &Lab, name: &str) -> Result<bool> {
     let status = lab
         .clients
         .config
@@ -203,22 +204,19 @@ pub async fn recording(lab: &Lab) -> Result<bool> {
         .send()
         .await
         .map_err(|e| Error::aws("reading the recorder status", e))?;
-    Ok(status
-        .configuration_recorders_status()
-        .iter()
-        .any(|s| s.name() == Some(lab.names.recorder.as_str()) && s.recording()))
+    Ok(status.configuration_recorders_status().iter().any(|s| s.name() == Some(name) && s.recording()))
 }
 
 pub async fn ensure_started(lab: &Lab, dry_run: bool) -> Result<Step> {
     const KIND: &str = "recording";
     let name = &lab.names.recorder;
-    if !dry_run && recording(lab).await? {
+    if !dry_run && recording(lab, name).await? {
         return Ok(Step::new(KIND, name, Action::Unchanged));
     }
     // In a dry run the recorder may not exist yet.
     if dry_run {
         let found = existing(lab).await?;
-        if found.recorder.is_some() && recording(lab).await? {
+        if found.recorder.is_some() && recording(lab, name).await? {
             return Ok(Step::new(KIND, name, Action::Unchanged));
         }
         return Ok(Step::new(KIND, name, Action::Update).detail("start"));

@@ -118,14 +118,7 @@ async fn converge(lab: &Lab, spec: &RoleSpec, dry_run: bool) -> Result<Vec<Strin
         }
     }
 
-    let attached = iam
-        .list_attached_role_policies()
-        .role_name(name)
-        .send()
-        .await
-        .map_err(|e| Error::aws(format!("listing the policies of role {name}"), e))?;
-    let attached: Vec<String> =
-        attached.attached_policies().iter().filter_map(|p| p.policy_arn().map(str::to_owned)).collect();
+    let attached = attached(lab, name).await?;
     for arn in spec.managed.iter().filter(|arn| !attached.contains(arn)) {
         changed.push(format!("attach {arn}"));
         if !dry_run {
@@ -140,12 +133,7 @@ async fn converge(lab: &Lab, spec: &RoleSpec, dry_run: bool) -> Result<Vec<Strin
     for arn in attached.iter().filter(|arn| !spec.managed.contains(arn)) {
         changed.push(format!("detach {arn}"));
         if !dry_run {
-            iam.detach_role_policy()
-                .role_name(name)
-                .policy_arn(arn)
-                .send()
-                .await
-                .map_err(|e| Error::aws(format!("detaching {arn} from role {name}"), e))?;
+            detach(lab, name, arn).await?;
         }
     }
 
@@ -169,6 +157,31 @@ async fn converge(lab: &Lab, spec: &RoleSpec, dry_run: bool) -> Result<Vec<Strin
     Ok(changed)
 }
 
+/// The ARNs of the managed policies attached to a role.
+async fn attached(lab: &Lab, name: &str) -> Result<Vec<String>> {
+    let out = lab
+        .clients
+        .iam
+        .list_attached_role_policies()
+        .role_name(name)
+        .send()
+        .await
+        .map_err(|e| Error::aws(format!("listing the policies of role {name}"), e))?;
+    Ok(out.attached_policies().iter().filter_map(|p| p.policy_arn().map(str::to_owned)).collect())
+}
+
+async fn detach(lab: &Lab, name: &str, arn: &str) -> Result<()> {
+    lab.clients
+        .iam
+        .detach_role_policy()
+        .role_name(name)
+        .policy_arn(arn)
+        .send()
+        .await
+        .map(drop)
+        .map_err(|e| Error::aws(format!("detaching {arn} from role {name}"), e))
+}
+
 pub async fn delete(lab: &Lab, kind: &'static str, name: &str, dry_run: bool) -> Result<Step> {
     let iam = &lab.clients.iam;
     match ownership(lab, name).await? {
@@ -179,19 +192,8 @@ pub async fn delete(lab: &Lab, kind: &'static str, name: &str, dry_run: bool) ->
         Ownership::Ours if dry_run => return Ok(Step::new(kind, name, Action::Delete)),
         Ownership::Ours => {}
     }
-    let attached = iam
-        .list_attached_role_policies()
-        .role_name(name)
-        .send()
-        .await
-        .map_err(|e| Error::aws(format!("listing the policies of role {name}"), e))?;
-    for arn in attached.attached_policies().iter().filter_map(|p| p.policy_arn()) {
-        iam.detach_role_policy()
-            .role_name(name)
-            .policy_arn(arn)
-            .send()
-            .await
-            .map_err(|e| Error::aws(format!("detaching {arn} from role {name}"), e))?;
+    for arn in attached(lab, name).await? {
+        detach(lab, name, &arn).await?;
     }
     let inline = iam
         .list_role_policies()

@@ -76,7 +76,10 @@ pub struct GroupStatus {
 
 pub async fn status(lab: &Lab) -> Result<Status> {
     let existing = recorder::existing(lab).await?;
-    let recording = if existing.recorder.is_some() { recorder_recording(lab, &existing).await? } else { false };
+    let recording = match existing.recorder.as_ref().and_then(|r| r.name()) {
+        Some(name) => recorder::recording(lab, name).await?,
+        None => false,
+    };
     let recorder = existing.recorder.as_ref().map(|r| RecorderStatus {
         name: r.name().unwrap_or_default().to_owned(),
         recording,
@@ -108,18 +111,6 @@ pub async fn status(lab: &Lab) -> Result<Status> {
         compliance,
         default_group: default_group(lab).await?,
     })
-}
-
-async fn recorder_recording(lab: &Lab, existing: &recorder::Existing) -> Result<bool> {
-    let name = existing.recorder.as_ref().and_then(|r| r.name()).unwrap_or_default();
-    let status = lab
-        .clients
-        .config
-        .describe_configuration_recorder_status()
-        .send()
-        .await
-        .map_err(|e| Error::aws("reading the recorder status", e))?;
-    Ok(status.configuration_recorders_status().iter().any(|s| s.name() == Some(name) && s.recording()))
 }
 
 /// Per-group compliance; an endpoint that cannot answer (the local AWS) is reported, not fatal.
