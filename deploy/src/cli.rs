@@ -75,6 +75,9 @@ pub enum Command {
         /// Use the account's existing configuration recorder as it is, never change or delete it
         #[arg(long)]
         use_existing_recorder: bool,
+        /// Also revert changes within seconds: CloudTrail → EventBridge → the function
+        #[arg(long)]
+        fast_path: bool,
     },
     /// The student's exercises
     Lab {
@@ -126,6 +129,9 @@ pub enum LabCommand {
         /// Leave the lab deployed at the end
         #[arg(long)]
         keep: bool,
+        /// Deploy the event fast path too (see `up --fast-path`)
+        #[arg(long)]
+        fast_path: bool,
         /// How long to wait for the revert [default: 60s with --local, 20m on AWS]
         #[arg(long, value_name = "DURATION", value_parser = crate::logs::parse_duration)]
         wait: Option<std::time::Duration>,

@@ -69,7 +69,7 @@ pub async fn connect(global: &Global) -> Result<Lab> {
         rule: global.rule_name.clone(),
     };
     let names = Names::new(&account, &region, &overrides);
-    Ok(Lab { account, region, partition, names, clients: Clients::new(&sdk) })
+    Ok(Lab { account, region, partition, names, clients: Clients::new(&sdk), fast_path: false })
 }
 
 fn no_credentials(why: &str) -> Error {

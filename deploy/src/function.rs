@@ -3,7 +3,7 @@
 //! permission is the lab's by its statement id on the lab's function.
 
 use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::{Architecture as LambdaArch, FunctionCode, LastUpdateStatus, Runtime};
+use aws_sdk_lambda::types::{Architecture as LambdaArch, Environment, FunctionCode, LastUpdateStatus, Runtime};
 use tracing::info;
 
 use crate::artifact::Artifact;
@@ -73,6 +73,7 @@ pub async fn ensure(lab: &Lab, artifact: &Artifact, dry_run: bool) -> Result<Ste
                         .memory_size(MEMORY_MB)
                         .timeout(TIMEOUT_S)
                         .architectures(arch.clone())
+                        .environment(Environment::builder().set_variables(Some(lab.function_environment())).build())
                         .code(FunctionCode::builder().zip_file(Blob::new(artifact.bytes.clone())).build())
                         .tags(OWNER_TAG, OWNER_VALUE)
                         .send()
@@ -116,7 +117,8 @@ pub async fn ensure(lab: &Lab, artifact: &Artifact, dry_run: bool) -> Result<Ste
         || current.memory_size() != Some(MEMORY_MB)
         || current.timeout() != Some(TIMEOUT_S)
         || current.description() != Some(FUNCTION_DESCRIPTION)
-        || current.role() != Some(role_arn.as_str());
+        || current.role() != Some(role_arn.as_str())
+        || current.environment().and_then(|e| e.variables()).cloned().unwrap_or_default() != lab.function_environment();
     if settings_differ {
         changed.push("configuration".to_owned());
         if !dry_run {
@@ -130,6 +132,7 @@ pub async fn ensure(lab: &Lab, artifact: &Artifact, dry_run: bool) -> Result<Ste
                 .description(FUNCTION_DESCRIPTION)
                 .memory_size(MEMORY_MB)
                 .timeout(TIMEOUT_S)
+                .environment(Environment::builder().set_variables(Some(lab.function_environment())).build())
                 .send()
                 .await
                 .map_err(|e| Error::aws(format!("updating the configuration of function {name}"), e))?;
@@ -189,7 +192,8 @@ pub fn desired_permission(lab: &Lab) -> serde_json::Value {
     })
 }
 
-async fn current_permission(lab: &Lab) -> Result<Option<serde_json::Value>> {
+/// The statement `sid` of the function's resource policy, if any.
+pub async fn statement(lab: &Lab, sid: &str) -> Result<Option<serde_json::Value>> {
     let name = &lab.names.function;
     let policy = match lab.clients.lambda.get_policy().function_name(name).send().await {
         Ok(out) => out.policy().map(str::to_owned),
@@ -199,15 +203,18 @@ async fn current_permission(lab: &Lab) -> Result<Option<serde_json::Value>> {
     let Some(policy) = policy.and_then(|p| serde_json::from_str::<serde_json::Value>(&p).ok()) else {
         return Ok(None);
     };
-    Ok(policy["Statement"].as_array().and_then(|s| s.iter().find(|s| s["Sid"] == PERMISSION_SID)).cloned())
+    Ok(policy["Statement"].as_array().and_then(|s| s.iter().find(|s| s["Sid"] == sid)).cloned())
 }
 
 pub async fn ensure_permission(lab: &Lab, dry_run: bool) -> Result<Step> {
     const PERMISSION: &str = "invoke-permission";
     let name = &lab.names.function;
     let desired = desired_permission(lab);
-    let current =
-        if dry_run && ownership(lab).await? == Ownership::Absent { None } else { current_permission(lab).await? };
+    let current = if dry_run && ownership(lab).await? == Ownership::Absent {
+        None
+    } else {
+        statement(lab, PERMISSION_SID).await?
+    };
     let matches = |s: &serde_json::Value| {
         s["Principal"] == desired["Principal"]
             && s["Action"] == desired["Action"]

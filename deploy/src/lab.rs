@@ -29,6 +29,14 @@ const LAMBDA_LAB_POLICY: &str = include_str!("../../policy/lambda-lab-policy.jso
 const CONFIG_TRUST: &str = include_str!("../../policy/config-trust.json");
 const CONFIG_DELIVERY_POLICY: &str = include_str!("../../policy/config-delivery-policy.json");
 const CONFIG_BUCKET_POLICY: &str = include_str!("../../policy/config-bucket-policy.json");
+const CLOUDTRAIL_BUCKET_POLICY: &str = include_str!("../../policy/cloudtrail-bucket-policy.json");
+/// The fast path's EventBridge pattern.
+pub const FAST_PATH_EVENT_PATTERN: &str = include_str!("../../policy/fast-path-event-pattern.json");
+/// The fast path's trail, EventBridge rule and invoke-permission statement.
+pub const TRAIL_NAME: &str = "sg-monitoring-lab-trail";
+pub const TRAIL_PREFIX: &str = "cloudtrail";
+pub const FAST_PATH_RULE: &str = "sg-monitoring-lab-fast-path";
+pub const EVENTS_PERMISSION_SID: &str = "events-invoke";
 
 /// Names of the lab's resources; the lab's defaults unless overridden.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -74,6 +82,8 @@ impl Names {
 #[derive(Clone)]
 pub struct Clients {
     pub iam: aws_sdk_iam::Client,
+    pub cloudtrail: aws_sdk_cloudtrail::Client,
+    pub events: aws_sdk_eventbridge::Client,
     pub s3: aws_sdk_s3::Client,
     pub config: aws_sdk_config::Client,
     pub lambda: aws_sdk_lambda::Client,
@@ -87,6 +97,8 @@ impl Clients {
         let s3 = aws_sdk_s3::config::Builder::from(sdk).force_path_style(sdk.endpoint_url().is_some()).build();
         Clients {
             iam: aws_sdk_iam::Client::new(sdk),
+            cloudtrail: aws_sdk_cloudtrail::Client::new(sdk),
+            events: aws_sdk_eventbridge::Client::new(sdk),
             s3: aws_sdk_s3::Client::from_conf(s3),
             config: aws_sdk_config::Client::new(sdk),
             lambda: aws_sdk_lambda::Client::new(sdk),
@@ -104,6 +116,9 @@ pub struct Lab {
     pub partition: String,
     pub names: Names,
     pub clients: Clients,
+    /// The event fast path is (to be) deployed: the bucket policy admits CloudTrail and the
+    /// function carries its rule parameters.
+    pub fast_path: bool,
 }
 
 impl Lab {
@@ -113,7 +128,8 @@ impl Lab {
             .replace("${AWS::AccountId}", &self.account)
             .replace("${AWS::Partition}", &self.partition)
             .replace("${AWS::Region}", &self.region)
-            .replace("${BucketName}", &self.names.bucket);
+            .replace("${BucketName}", &self.names.bucket)
+            .replace("${TrailName}", TRAIL_NAME);
         // The documents are compiled in and checked by the tests.
         serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
     }
@@ -125,7 +141,32 @@ impl Lab {
         self.render(CONFIG_DELIVERY_POLICY)
     }
     pub fn bucket_policy(&self) -> serde_json::Value {
-        self.render(CONFIG_BUCKET_POLICY)
+        let mut policy = self.render(CONFIG_BUCKET_POLICY);
+        if self.fast_path {
+            let trail = self.render(CLOUDTRAIL_BUCKET_POLICY);
+            if let (Some(statements), Some(more)) = (policy["Statement"].as_array_mut(), trail["Statement"].as_array())
+            {
+                statements.extend(more.iter().cloned());
+            }
+        }
+        policy
+    }
+
+    /// The function's environment: the rule parameters for API-call events, with the fast path.
+    pub fn function_environment(&self) -> std::collections::HashMap<String, String> {
+        let mut environment = std::collections::HashMap::new();
+        if self.fast_path {
+            environment.insert("RULE_PARAMETERS".to_owned(), RULE_PARAMETERS.to_owned());
+        }
+        environment
+    }
+
+    pub fn trail_arn(&self) -> String {
+        format!("arn:{}:cloudtrail:{}:{}:trail/{TRAIL_NAME}", self.partition, self.region, self.account)
+    }
+
+    pub fn fast_path_rule_arn(&self) -> String {
+        format!("arn:{}:events:{}:{}:rule/{FAST_PATH_RULE}", self.partition, self.region, self.account)
     }
     pub fn lambda_trust(&self) -> serde_json::Value {
         self.render(LAMBDA_TRUST)
@@ -206,11 +247,20 @@ mod tests {
 
     #[test]
     fn every_policy_document_is_json_with_no_placeholder_left() {
-        for document in [LAMBDA_TRUST, LAMBDA_LAB_POLICY, CONFIG_TRUST, CONFIG_DELIVERY_POLICY, CONFIG_BUCKET_POLICY] {
+        for document in [
+            LAMBDA_TRUST,
+            LAMBDA_LAB_POLICY,
+            CONFIG_TRUST,
+            CONFIG_DELIVERY_POLICY,
+            CONFIG_BUCKET_POLICY,
+            CLOUDTRAIL_BUCKET_POLICY,
+        ] {
             let text = document
                 .replace("${AWS::AccountId}", "123456789012")
                 .replace("${AWS::Partition}", "aws")
-                .replace("${BucketName}", "b");
+                .replace("${AWS::Region}", "us-west-2")
+                .replace("${BucketName}", "b")
+                .replace("${TrailName}", "t");
             assert!(!text.contains("${"), "{text}");
             let value: serde_json::Value = serde_json::from_str(&text).unwrap();
             assert_eq!(value["Version"], "2012-10-17");

@@ -22,6 +22,7 @@ pub struct RunOptions {
     pub timeout: Duration,
     /// The local AWS's port, when running against it: its evaluation history is read.
     pub local_port: Option<u16>,
+    pub fast_path: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -61,7 +62,8 @@ async fn inbound(lab: &Lab, group: &str) -> Result<Vec<String>> {
 }
 
 pub async fn run(lab: &Lab, options: &RunOptions) -> Result<RunReport> {
-    let (up_report, error) = up(lab, &UpOptions { zip: options.zip.clone(), ..UpOptions::default() }).await;
+    let up_options = UpOptions { zip: options.zip.clone(), fast_path: options.fast_path, ..UpOptions::default() };
+    let (up_report, error) = up(lab, &up_options).await;
     if let Some(err) = error {
         eprint!("{up_report}");
         return Err(err);

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod connect;
 pub mod error;
 pub mod evaluate;
+pub mod fast_path;
 pub mod function;
 pub mod lab;
 pub mod lab_run;

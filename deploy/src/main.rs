@@ -59,8 +59,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let lab = deploy::connect::connect(global).await?;
     eprintln!("account {}, region {}", lab.account, lab.region);
     match cli.command {
-        Command::Up { zip, dry_run, use_existing_recorder } => {
-            let (report, error) = deploy::up::up(&lab, &UpOptions { zip, dry_run, use_existing_recorder }).await;
+        Command::Up { zip, dry_run, use_existing_recorder, fast_path } => {
+            let options = UpOptions { zip, dry_run, use_existing_recorder, fast_path };
+            let (report, error) = deploy::up::up(&lab, &options).await;
             if let Some(err) = error {
                 if !report.steps.is_empty() {
                     print(global.output, &report);
@@ -73,7 +74,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Lab { command: LabCommand::OpenPorts } => {
             print(global.output, &deploy::open_ports::open_ports(&lab).await?);
         }
-        Command::Lab { command: LabCommand::Run { zip, keep, wait } } => {
+        Command::Lab { command: LabCommand::Run { zip, keep, wait, fast_path } } => {
             let local = global.local && global.endpoint_url.is_none();
             if !keep && !global.yes && !local {
                 confirm(&lab)?;
@@ -85,6 +86,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 keep,
                 timeout,
                 local_port: local.then_some(deploy::local::LOCAL_PORT),
+                fast_path,
             };
             let report = deploy::lab_run::run(&lab, &options).await?;
             print(global.output, &report);

@@ -84,6 +84,18 @@ pub struct Report {
 }
 
 impl Report {
+    /// A report with no step yet.
+    pub fn empty(command: &'static str, lab: &crate::lab::Lab, dry_run: bool) -> Self {
+        Report {
+            command,
+            account: lab.account.clone(),
+            region: lab.region.clone(),
+            dry_run,
+            steps: Vec::new(),
+            desired: None,
+        }
+    }
+
     pub fn failed(&self) -> impl Iterator<Item = &Step> {
         self.steps.iter().filter(|s| s.action == Action::Failed)
     }

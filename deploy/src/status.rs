@@ -21,6 +21,17 @@ pub struct Status {
     pub rule: Option<RuleStatus>,
     pub compliance: Compliance,
     pub default_group: Option<GroupStatus>,
+    /// The event fast path, when any part of it exists.
+    pub fast_path: Option<FastPathStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FastPathStatus {
+    /// Whether the trail exists and logs.
+    pub trail_logging: Option<bool>,
+    /// The EventBridge rule's state.
+    pub rule_state: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -110,7 +121,23 @@ pub async fn status(lab: &Lab) -> Result<Status> {
         rule,
         compliance,
         default_group: default_group(lab).await?,
+        fast_path: fast_path(lab).await?,
     })
+}
+
+async fn fast_path(lab: &Lab) -> Result<Option<FastPathStatus>> {
+    use crate::lab::{FAST_PATH_RULE, TRAIL_NAME};
+    let trail_logging = match lab.clients.cloudtrail.get_trail_status().name(TRAIL_NAME).send().await {
+        Ok(status) => Some(status.is_logging() == Some(true)),
+        Err(err) if crate::error::code_of(&err).is_some_and(|c| c.contains("TrailNotFound")) => None,
+        Err(err) => return Err(Error::aws(format!("reading trail {TRAIL_NAME}"), err)),
+    };
+    let rule_state = match lab.clients.events.describe_rule().name(FAST_PATH_RULE).send().await {
+        Ok(rule) => rule.state().map(|s| s.as_str().to_owned()),
+        Err(err) if crate::error::code_of(&err) == Some("ResourceNotFoundException") => None,
+        Err(err) => return Err(Error::aws(format!("reading EventBridge rule {FAST_PATH_RULE}"), err)),
+    };
+    Ok((trail_logging.is_some() || rule_state.is_some()).then_some(FastPathStatus { trail_logging, rule_state }))
 }
 
 /// Per-group compliance; an endpoint that cannot answer (the local AWS) is reported, not fatal.
@@ -233,6 +260,18 @@ impl fmt::Display for Status {
                     r.annotation.as_deref().unwrap_or("")
                 )?;
             }
+        }
+        if let Some(fast) = &self.fast_path {
+            let trail = match fast.trail_logging {
+                Some(true) => "trail logging",
+                Some(false) => "trail NOT logging",
+                None => "no trail",
+            };
+            writeln!(
+                f,
+                "fast path         {trail}, EventBridge rule {}",
+                fast.rule_state.as_deref().unwrap_or("absent")
+            )?;
         }
         match &self.default_group {
             Some(g) => {

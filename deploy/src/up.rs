@@ -16,13 +16,15 @@ use crate::lab::{Lab, RULE_DESCRIPTION, RULE_PARAMETERS, SECURITY_GROUP};
 use crate::recorder::Mode;
 use crate::report::{Action, Report, Step};
 use crate::role::RoleSpec;
-use crate::{bucket, function, recorder, role, rule};
+use crate::{bucket, fast_path, function, recorder, role, rule};
 
 #[derive(Debug, Clone, Default)]
 pub struct UpOptions {
     pub zip: Option<PathBuf>,
     pub dry_run: bool,
     pub use_existing_recorder: bool,
+    /// Add the event fast path (trail, EventBridge rule, permission); kept once deployed.
+    pub fast_path: bool,
 }
 
 /// Steps done so far, and the error that stopped a chain.
@@ -68,6 +70,14 @@ async fn preflight(lab: &Lab, use_existing: bool) -> Result<Mode> {
     if let Some(existing) = rule {
         if !rule::is_ours(lab, &existing).await? {
             return Err(rule::conflict(lab));
+        }
+    }
+    if lab.fast_path {
+        if fast_path::trail_ownership(lab).await? == fast_path::Ownership::Foreign {
+            return Err(fast_path::conflict(&format!("trail {}", crate::lab::TRAIL_NAME)));
+        }
+        if fast_path::rule_ownership(lab).await? == fast_path::Ownership::Foreign {
+            return Err(fast_path::conflict(&format!("EventBridge rule {}", crate::lab::FAST_PATH_RULE)));
         }
     }
     Ok(mode)
@@ -126,11 +136,17 @@ pub fn desired(lab: &Lab, artifact: &Artifact, mode: &Mode) -> serde_json::Value
             "scope": [SECURITY_GROUP],
             "inputParameters": serde_json::from_str::<serde_json::Value>(RULE_PARAMETERS).unwrap_or_default(),
         },
+        "fastPath": if lab.fast_path { fast_path::desired(lab) } else { serde_json::Value::Null },
     })
 }
 
 /// Runs `up`. The report lists every step reached; the error, if any, is the first failure.
 pub async fn up(lab: &Lab, options: &UpOptions) -> (Report, Option<Error>) {
+    let fast = match fast_path::deployed(lab).await {
+        Ok(deployed) => options.fast_path || deployed,
+        Err(err) => return (Report::empty("up", lab, options.dry_run), Some(err)),
+    };
+    let lab = &Lab { fast_path: fast, ..lab.clone() };
     let mut report = Report {
         command: "up",
         account: lab.account.clone(),
@@ -183,6 +199,18 @@ pub async fn up(lab: &Lab, options: &UpOptions) -> (Report, Option<Error>) {
         Ok(step) => report.steps.push(step),
         Err(err) => return (report, Some(err)),
     }
+    if lab.fast_path {
+        for step in [fast_path::ensure_trail(lab, dry_run).await, fast_path::ensure_rule(lab, dry_run).await] {
+            match step {
+                Ok(step) => report.steps.push(step),
+                Err(err) => return (report, Some(err)),
+            }
+        }
+        match fast_path::ensure_permission(lab, dry_run).await {
+            Ok(step) => report.steps.push(step),
+            Err(err) => return (report, Some(err)),
+        }
+    }
     (report, None)
 }
 
@@ -202,6 +230,10 @@ pub async fn down(lab: &Lab, dry_run: bool) -> Report {
     match rule::delete(lab, dry_run).await {
         Ok(step) => report.steps.push(step),
         Err(err) => report.steps.push(failed("rule", &names.rule, err)),
+    }
+    match fast_path::delete(lab, dry_run).await {
+        Ok(steps) => report.steps.extend(steps),
+        Err(err) => report.steps.push(failed("fast-path", crate::lab::FAST_PATH_RULE, err)),
     }
     match function::delete(lab, dry_run).await {
         Ok(steps) => report.steps.extend(steps),

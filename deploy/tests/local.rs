@@ -341,3 +341,89 @@ async fn security_group_calls_reach_matching_eventbridge_rules_as_cloudtrail_eve
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(invocations().await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_fast_path_reverts_within_two_seconds_converges_and_goes_with_down() {
+    let env = env("fast").await;
+    let options = UpOptions { zip: Some(env.zip.clone()), fast_path: true, ..UpOptions::default() };
+    let (report, error) = up(&env.lab, &options).await;
+    assert!(error.is_none(), "{error:?}\n{report}");
+    assert!(
+        report.steps.iter().any(|s| s.resource == "trail") && report.steps.iter().any(|s| s.resource == "event-rule")
+    );
+    assert!(env.local.settle(Duration::from_secs(30)).await);
+    // Once deployed, the fast path stays: a plain `up` finds it unchanged.
+    let (again, error) = up(&env.lab, &UpOptions { zip: Some(env.zip.clone()), ..UpOptions::default() }).await;
+    assert!(error.is_none(), "{error:?}");
+    assert!(again.steps.iter().all(|s| s.action == deploy::report::Action::Unchanged), "{again}");
+    assert_eq!(again.steps.len(), 12);
+    let status = deploy::status::status(&env.lab).await.unwrap();
+    let fast = status.fast_path.unwrap();
+    assert_eq!((fast.trail_logging, fast.rule_state.as_deref()), (Some(true), Some("ENABLED")));
+
+    // Take the Config path out of the race: only the fast path can revert now.
+    env.lab.clients.config.delete_config_rule().config_rule_name(&env.lab.names.rule).send().await.unwrap();
+    assert!(env.local.settle(Duration::from_secs(10)).await);
+    let group = deploy::status::default_group_id(&env.lab).await.unwrap().unwrap();
+    let invocations = || async {
+        deploy::logs::fetch(&env.lab, None, 0)
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|e| e.message.starts_with("START "))
+            .count()
+    };
+    let before = invocations().await;
+    let permission = aws_sdk_ec2::types::IpPermission::builder()
+        .ip_protocol("tcp")
+        .from_port(3389)
+        .to_port(3389)
+        .ip_ranges(aws_sdk_ec2::types::IpRange::builder().cidr_ip("0.0.0.0/0").build())
+        .build();
+    env.lab
+        .clients
+        .ec2
+        .authorize_security_group_ingress()
+        .group_id(&group)
+        .ip_permissions(permission)
+        .send()
+        .await
+        .unwrap();
+    let opened = Instant::now();
+    let baseline = ["tcp/80@0.0.0.0/0", "tcp/443@0.0.0.0/0"];
+    while env.inbound().await != baseline && opened.elapsed() < Duration::from_secs(2) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let reverted = opened.elapsed();
+    assert_eq!(env.inbound().await, baseline, "not reverted within 2 s");
+    eprintln!("fast path reverted the group in {reverted:?}");
+
+    // The function's own revoke comes back as an event: a bounded number of invocations, then
+    // quiet.
+    let mut last = invocations().await;
+    let quiet = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let now = invocations().await;
+        if now == last {
+            break;
+        }
+        last = now;
+        assert!(quiet.elapsed() < Duration::from_secs(10), "still invoking after 10 s: {now}");
+    }
+    let caused = last - before;
+    assert!((1..=3).contains(&caused), "{caused} invocations for one violation");
+
+    let report = down(&env.lab, false).await;
+    assert!(report.failed().next().is_none(), "{report}");
+    for kind in ["event-rule", "trail"] {
+        assert!(
+            report.steps.iter().any(|s| s.resource == kind && s.action == deploy::report::Action::Delete),
+            "{report}"
+        );
+    }
+    let rules = env.lab.clients.events.list_rules().send().await.unwrap();
+    assert!(rules.rules().is_empty());
+    let trails = env.lab.clients.cloudtrail.describe_trails().send().await.unwrap();
+    assert!(trails.trail_list().is_empty());
+}

@@ -23,6 +23,7 @@ async fn lab() -> Lab {
         partition: "aws".into(),
         names: Names::new("123456789012", "us-west-2", &NameOverrides::default()),
         clients: Clients::new(&sdk),
+        fast_path: false,
     }
 }
 

@@ -1,8 +1,10 @@
-//! The events AWS Config sends to a custom-rule Lambda, parsed into our own types.
+//! The events that invoke the function, parsed into our own types: what AWS Config sends a
+//! custom-rule Lambda, and (the fast path) what EventBridge delivers for an EC2 API call
+//! recorded by CloudTrail.
 //!
-//! The outer event carries `invokingEvent` and `ruleParameters` as JSON *strings*; this module
-//! parses both layers and keeps only what the rule needs. A malformed event is an error that
-//! names the missing or wrong field, raised before any AWS call is made.
+//! Config's outer event carries `invokingEvent` and `ruleParameters` as JSON *strings*; this
+//! module parses both layers and keeps only what the rule needs. A malformed event is an error
+//! that names the missing or wrong field, raised before any AWS call is made.
 
 use aws_smithy_types::date_time::Format;
 use aws_smithy_types::DateTime;
@@ -52,7 +54,73 @@ impl ResourceRef {
     }
 }
 
-/// An event that is not what Config sends.
+/// What invoked the function.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Invocation {
+    Config(ConfigEvent),
+    ApiCall(ApiCall),
+}
+
+/// An EC2 API call recorded by CloudTrail, delivered by EventBridge
+/// (`detail-type: AWS API Call via CloudTrail`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiCall {
+    pub event_name: String,
+    /// The security groups the call changed.
+    pub groups: Vec<String>,
+    /// Set when the call failed; such calls changed nothing.
+    pub error_code: Option<String>,
+}
+
+impl Invocation {
+    /// Parses either kind of event.
+    pub fn parse(event: &serde_json::Value) -> Result<Self, EventError> {
+        if event.get("detail-type").is_some() {
+            return ApiCall::parse(event).map(Invocation::ApiCall);
+        }
+        ConfigEvent::parse(event).map(Invocation::Config)
+    }
+}
+
+impl ApiCall {
+    pub fn parse(event: &serde_json::Value) -> Result<Self, EventError> {
+        let detail_type = event["detail-type"].as_str().unwrap_or_default();
+        if detail_type != "AWS API Call via CloudTrail" || event["source"] != "aws.ec2" {
+            return Err(EventError(format!(
+                "EventBridge event of source {} and detail-type `{detail_type}` is not an EC2 API call recorded by CloudTrail",
+                event["source"]
+            )));
+        }
+        let detail = &event["detail"];
+        let event_name = detail["eventName"]
+            .as_str()
+            .ok_or_else(|| EventError("the CloudTrail event has no detail.eventName".into()))?
+            .to_owned();
+        let error_code = detail["errorCode"].as_str().map(str::to_owned);
+        let request = &detail["requestParameters"];
+        // The changed group only: group ids inside ipPermissions are sources, not targets.
+        let candidates = [
+            &request["groupId"],
+            &request["ModifySecurityGroupRulesRequest"]["GroupId"],
+            &detail["responseElements"]["groupId"],
+        ];
+        let mut groups: Vec<String> = candidates.iter().filter_map(|v| v.as_str()).map(str::to_owned).collect();
+        groups.dedup();
+        if groups.is_empty() && error_code.is_none() {
+            return Err(EventError(format!(
+                "the CloudTrail event of {event_name} names no security group id (requestParameters.groupId, ModifySecurityGroupRulesRequest.GroupId or responseElements.groupId)"
+            )));
+        }
+        if let Some(bad) = groups.iter().find(|g| !g.starts_with("sg-")) {
+            return Err(EventError(format!(
+                "`{bad}` in the CloudTrail event of {event_name} is not a security group id"
+            )));
+        }
+        Ok(ApiCall { event_name, groups, error_code })
+    }
+}
+
+/// An event that is not what Config or EventBridge sends.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("malformed Config event: {0}")]
 pub struct EventError(pub String);

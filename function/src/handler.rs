@@ -11,7 +11,7 @@ use tracing::{info, warn};
 
 use crate::aws::{AwsError, Ec2, ErrorKind, EvaluationRecord, Evaluations};
 use crate::evaluate::{describe_changes, evaluate, plan, truncate, Compliance, GroupState};
-use crate::event::{ConfigEvent, EventError, Message, ResourceRef, SECURITY_GROUP};
+use crate::event::{ApiCall, EventError, Invocation, Message, ResourceRef, SECURITY_GROUP};
 use crate::parameters::{ParameterError, Parameters};
 use crate::rules::{embedded_baseline, permissions_json, Rule, RuleError};
 
@@ -83,6 +83,8 @@ pub struct Handler<E, C> {
     ec2: E,
     config: C,
     baseline: Vec<Rule>,
+    /// Rule parameters for API-call events, which carry none (the function's `RULE_PARAMETERS`).
+    api_call_parameters: Option<String>,
 }
 
 impl<E: Ec2, C: Evaluations> Handler<E, C> {
@@ -94,7 +96,13 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
                 "it holds no rule; an empty baseline would strip every group".into(),
             )));
         }
-        Ok(Handler { ec2, config, baseline })
+        Ok(Handler { ec2, config, baseline, api_call_parameters: None })
+    }
+
+    /// The rule parameters applied to API-call events (JSON, as Config passes them).
+    pub fn with_api_call_parameters(mut self, parameters: Option<String>) -> Self {
+        self.api_call_parameters = parameters;
+        self
     }
 
     /// The EC2 client.
@@ -107,9 +115,12 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
         &self.config
     }
 
-    /// Handles one Config event.
+    /// Handles one event: from Config, or an EC2 API call from EventBridge.
     pub async fn handle(&self, event: serde_json::Value) -> Result<Outcome, HandlerError> {
-        let parsed = ConfigEvent::parse(&event)?;
+        let parsed = match Invocation::parse(&event)? {
+            Invocation::Config(parsed) => parsed,
+            Invocation::ApiCall(call) => return self.handle_api_call(&event, call).await,
+        };
         let parameters = Parameters::parse(parsed.rule_parameters.as_deref())?;
         if parameters.debug {
             info!("event: {event}");
@@ -135,6 +146,26 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
             Message::Scheduled { notification_time } => {
                 self.sweep(*notification_time, &parsed.result_token, &required, &parameters, &mut outcome).await?;
             }
+        }
+        Ok(outcome)
+    }
+
+    /// The fast path: remediates the groups an API call changed, exactly as for a Config event,
+    /// and reports nothing (there is no result token; Config's own evaluation follows).
+    async fn handle_api_call(&self, event: &serde_json::Value, call: ApiCall) -> Result<Outcome, HandlerError> {
+        let parameters = Parameters::parse(self.api_call_parameters.as_deref())?;
+        if parameters.debug {
+            info!("event: {event}");
+        }
+        let mut outcome = Outcome::default();
+        if let Some(code) = &call.error_code {
+            info!("ignoring the failed call {} ({code}): it changed nothing", call.event_name);
+            return Ok(outcome);
+        }
+        let required = parameters.required_ingress.clone().unwrap_or_else(|| self.baseline.clone());
+        for group in &call.groups {
+            let (compliance, annotation) = self.check_group(group, &required, &parameters, &mut outcome).await?;
+            info!("{} on {group}: {compliance} {annotation}", call.event_name);
         }
         Ok(outcome)
     }

@@ -8,7 +8,10 @@ use sg_function::Handler;
 async fn main() -> Result<(), Error> {
     init_logging();
     let config = aws_config::load_from_env().await;
-    let handler = Handler::new(aws_sdk_ec2::Client::new(&config), aws_sdk_config::Client::new(&config))?;
+    // API-call events (the fast path) carry no rule parameters: the function's own setting.
+    let parameters = std::env::var("RULE_PARAMETERS").ok();
+    let handler = Handler::new(aws_sdk_ec2::Client::new(&config), aws_sdk_config::Client::new(&config))?
+        .with_api_call_parameters(parameters);
     let handler = &handler;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
         handler.handle(event.payload).await

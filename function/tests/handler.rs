@@ -430,3 +430,67 @@ async fn scheduled_sweep_pages_through_every_group_and_reports_in_batches_of_100
         assert_eq!(h.ec2().rules_of(&format!("sg-{i:017}")), ["tcp/443@0.0.0.0/0", "tcp/80@0.0.0.0/0"]);
     }
 }
+
+#[tokio::test]
+async fn api_call_events_remediate_the_changed_group_without_reporting() {
+    let h = handler(lab_ec2());
+    let outcome = h.handle(fixture!("cloudtrail-authorize-ingress.json")).await.unwrap();
+    assert_eq!(h.ec2().rules_of(LAB_GROUP), ["tcp/443@0.0.0.0/0", "tcp/80@0.0.0.0/0"]);
+    assert_eq!(outcome.revoked[0].group_id, LAB_GROUP);
+    assert!(outcome.evaluations.is_empty());
+    assert!(puts(&h).is_empty(), "no result token, no PutEvaluations");
+    // The function's own revoke comes back as an event: it finds nothing to do.
+    let again = h.handle(fixture!("cloudtrail-authorize-ingress.json")).await.unwrap();
+    assert!(again.revoked.is_empty() && again.authorized.is_empty());
+}
+
+#[tokio::test]
+async fn failed_api_calls_are_ignored() {
+    let h = handler(lab_ec2());
+    let outcome = h.handle(fixture!("cloudtrail-authorize-ingress-failed.json")).await.unwrap();
+    assert_eq!(outcome, sg_function::Outcome::default());
+    assert!(h.ec2().calls().is_empty());
+}
+
+#[tokio::test]
+async fn api_call_groups_come_from_request_or_response() {
+    use sg_function::event::{ApiCall, Invocation};
+    let parse = |v: Value| match Invocation::parse(&v).unwrap() {
+        Invocation::ApiCall(call) => call,
+        other => panic!("{other:?}"),
+    };
+    let call = parse(fixture!("cloudtrail-authorize-ingress.json"));
+    // The referenced group in ipPermissions is a source, not a changed group.
+    assert_eq!(
+        call,
+        ApiCall {
+            event_name: "AuthorizeSecurityGroupIngress".into(),
+            groups: vec![LAB_GROUP.into()],
+            error_code: None
+        }
+    );
+    assert_eq!(parse(fixture!("cloudtrail-create-security-group.json")).groups, ["sg-0123456789abcdef1"]);
+    assert_eq!(parse(fixture!("cloudtrail-modify-security-group-rules.json")).groups, [LAB_GROUP]);
+    let failed = parse(fixture!("cloudtrail-authorize-ingress-failed.json"));
+    assert_eq!(failed.error_code.as_deref(), Some("Client.InvalidPermission.Duplicate"));
+    let mut no_group = fixture!("cloudtrail-authorize-ingress.json");
+    no_group["detail"]["requestParameters"] = serde_json::json!({"groupName": "default"});
+    let err = Invocation::parse(&no_group).unwrap_err();
+    assert!(err.to_string().contains("names no security group id"), "{err}");
+}
+
+#[tokio::test]
+async fn api_call_events_use_the_functions_rule_parameters() {
+    let h = Handler::new(lab_ec2(), FakeConfig::default())
+        .unwrap()
+        .with_api_call_parameters(Some(r#"{"mode":"report"}"#.into()));
+    let outcome = h.handle(fixture!("cloudtrail-authorize-ingress.json")).await.unwrap();
+    assert!(outcome.revoked.is_empty());
+    assert_eq!(h.ec2().rules_of(LAB_GROUP).len(), 4);
+    let bad = Handler::new(lab_ec2(), FakeConfig::default())
+        .unwrap()
+        .with_api_call_parameters(Some(r#"{"debug":"no"}"#.into()));
+    let err = bad.handle(fixture!("cloudtrail-authorize-ingress.json")).await.unwrap_err();
+    assert_eq!(err.error_type(), "InvalidRuleParameter");
+    assert!(bad.ec2().calls().is_empty());
+}

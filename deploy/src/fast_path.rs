@@ -1,0 +1,385 @@
+//! The event fast path (`up --fast-path`): a CloudTrail trail for management events delivering
+//! to the lab bucket under `cloudtrail/`, an EventBridge rule matching security-group ingress
+//! calls (`policy/fast-path-event-pattern.json`) that targets the lab's function, and an invoke
+//! permission for `events.amazonaws.com` limited to that rule. The trail and the rule carry the
+//! lab's tag; the permission is the statement `events-invoke` on the lab's function.
+
+use aws_sdk_cloudtrail::types::Tag as TrailTag;
+use aws_sdk_eventbridge::types::{RuleState, Tag as EventsTag, Target};
+use tracing::info;
+
+use crate::error::{code_of, Error, Result};
+use crate::function;
+use crate::lab::{
+    Lab, EVENTS_PERMISSION_SID, FAST_PATH_EVENT_PATTERN, FAST_PATH_RULE, OWNER_TAG, OWNER_VALUE, TRAIL_NAME,
+    TRAIL_PREFIX,
+};
+use crate::report::{Action, Step};
+use crate::retry::{retry, Backoff};
+
+/// The target id of the function on the rule.
+const TARGET_ID: &str = "function";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ownership {
+    Absent,
+    Ours,
+    Foreign,
+}
+
+pub async fn trail_ownership(lab: &Lab) -> Result<Ownership> {
+    let trails = lab
+        .clients
+        .cloudtrail
+        .describe_trails()
+        .trail_name_list(TRAIL_NAME)
+        .send()
+        .await
+        .map_err(|e| Error::aws(format!("reading trail {TRAIL_NAME}"), e))?;
+    let Some(arn) = trails.trail_list().iter().find(|t| t.name() == Some(TRAIL_NAME)).and_then(|t| t.trail_arn())
+    else {
+        return Ok(Ownership::Absent);
+    };
+    let tags = lab
+        .clients
+        .cloudtrail
+        .list_tags()
+        .resource_id_list(arn)
+        .send()
+        .await
+        .map_err(|e| Error::aws(format!("reading the tags of trail {TRAIL_NAME}"), e))?;
+    let ours = tags
+        .resource_tag_list()
+        .iter()
+        .flat_map(|r| r.tags_list())
+        .any(|t| t.key() == OWNER_TAG && t.value() == Some(OWNER_VALUE));
+    Ok(if ours { Ownership::Ours } else { Ownership::Foreign })
+}
+
+pub async fn rule_ownership(lab: &Lab) -> Result<Ownership> {
+    let events = &lab.clients.events;
+    let rule = match events.describe_rule().name(FAST_PATH_RULE).send().await {
+        Ok(rule) => rule,
+        Err(err) if code_of(&err) == Some("ResourceNotFoundException") => return Ok(Ownership::Absent),
+        Err(err) => return Err(Error::aws(format!("reading EventBridge rule {FAST_PATH_RULE}"), err)),
+    };
+    let arn = rule.arn().unwrap_or_default();
+    let tags = events
+        .list_tags_for_resource()
+        .resource_arn(arn)
+        .send()
+        .await
+        .map_err(|e| Error::aws(format!("reading the tags of EventBridge rule {FAST_PATH_RULE}"), e))?;
+    let ours = tags.tags().iter().any(|t| t.key() == OWNER_TAG && t.value() == OWNER_VALUE);
+    Ok(if ours { Ownership::Ours } else { Ownership::Foreign })
+}
+
+/// Whether the lab's fast path is deployed (its trail exists and is the lab's).
+pub async fn deployed(lab: &Lab) -> Result<bool> {
+    Ok(trail_ownership(lab).await? == Ownership::Ours)
+}
+
+pub fn conflict(what: &str) -> Error {
+    Error::Conflict(format!(
+        "{what} exists and is not tagged {OWNER_TAG}={OWNER_VALUE}: it is not this lab's; delete it or leave out --fast-path"
+    ))
+}
+
+/// The desired state of the fast path, for `--dry-run --output json`.
+pub fn desired(lab: &Lab) -> serde_json::Value {
+    serde_json::json!({
+        "trail": {
+            "name": TRAIL_NAME,
+            "s3BucketName": lab.names.bucket,
+            "s3KeyPrefix": TRAIL_PREFIX,
+            "isMultiRegionTrail": false,
+            "includeGlobalServiceEvents": false,
+            "logging": true,
+        },
+        "rule": {
+            "name": FAST_PATH_RULE,
+            "eventPattern": serde_json::from_str::<serde_json::Value>(FAST_PATH_EVENT_PATTERN).unwrap_or_default(),
+            "state": "ENABLED",
+            "targetArn": lab.function_arn(),
+        },
+        "permission": desired_permission(lab),
+        "functionEnvironment": lab.function_environment(),
+    })
+}
+
+fn desired_permission(lab: &Lab) -> serde_json::Value {
+    serde_json::json!({
+        "Sid": EVENTS_PERMISSION_SID,
+        "Effect": "Allow",
+        "Principal": {"Service": "events.amazonaws.com"},
+        "Action": "lambda:InvokeFunction",
+        "Resource": lab.function_arn(),
+        "Condition": {"ArnLike": {"AWS:SourceArn": lab.fast_path_rule_arn()}},
+    })
+}
+
+pub async fn ensure_trail(lab: &Lab, dry_run: bool) -> Result<Step> {
+    const KIND: &str = "trail";
+    let trail = &lab.clients.cloudtrail;
+    let action = match trail_ownership(lab).await? {
+        Ownership::Foreign => return Err(conflict(&format!("trail {TRAIL_NAME}"))),
+        Ownership::Absent => Action::Create,
+        Ownership::Ours => {
+            let found = trail
+                .get_trail()
+                .name(TRAIL_NAME)
+                .send()
+                .await
+                .map_err(|e| Error::aws(format!("reading trail {TRAIL_NAME}"), e))?;
+            let status = trail
+                .get_trail_status()
+                .name(TRAIL_NAME)
+                .send()
+                .await
+                .map_err(|e| Error::aws(format!("reading trail {TRAIL_NAME}"), e))?;
+            let same = found.trail().is_some_and(|t| {
+                t.s3_bucket_name() == Some(lab.names.bucket.as_str())
+                    && t.s3_key_prefix() == Some(TRAIL_PREFIX)
+                    && t.is_multi_region_trail() != Some(true)
+                    && t.include_global_service_events() != Some(true)
+            });
+            if same && status.is_logging() == Some(true) {
+                return Ok(Step::new(KIND, TRAIL_NAME, Action::Unchanged));
+            }
+            Action::Update
+        }
+    };
+    if dry_run {
+        return Ok(Step::new(KIND, TRAIL_NAME, action));
+    }
+    if action == Action::Create {
+        info!("creating trail {TRAIL_NAME}");
+        let tag =
+            TrailTag::builder().key(OWNER_TAG).value(OWNER_VALUE).build().map_err(|e| Error::Failed(e.to_string()))?;
+        retry(
+            &format!("bucket {} to admit CloudTrail", lab.names.bucket),
+            Backoff::IAM,
+            |e: &Error| e.code() == Some("InsufficientS3BucketPolicyException"),
+            || async {
+                trail
+                    .create_trail()
+                    .name(TRAIL_NAME)
+                    .s3_bucket_name(&lab.names.bucket)
+                    .s3_key_prefix(TRAIL_PREFIX)
+                    .is_multi_region_trail(false)
+                    .include_global_service_events(false)
+                    .tags_list(tag.clone())
+                    .send()
+                    .await
+                    .map_err(|e| Error::aws(format!("creating trail {TRAIL_NAME}"), e))
+            },
+        )
+        .await?;
+    } else {
+        trail
+            .update_trail()
+            .name(TRAIL_NAME)
+            .s3_bucket_name(&lab.names.bucket)
+            .s3_key_prefix(TRAIL_PREFIX)
+            .is_multi_region_trail(false)
+            .include_global_service_events(false)
+            .send()
+            .await
+            .map_err(|e| Error::aws(format!("updating trail {TRAIL_NAME}"), e))?;
+    }
+    trail
+        .start_logging()
+        .name(TRAIL_NAME)
+        .send()
+        .await
+        .map_err(|e| Error::aws(format!("starting trail {TRAIL_NAME}"), e))?;
+    Ok(Step::new(KIND, TRAIL_NAME, action)
+        .detail(format!("management events to s3://{}/{TRAIL_PREFIX}/", lab.names.bucket)))
+}
+
+pub async fn ensure_rule(lab: &Lab, dry_run: bool) -> Result<Step> {
+    const KIND: &str = "event-rule";
+    let events = &lab.clients.events;
+    let pattern: serde_json::Value = serde_json::from_str(FAST_PATH_EVENT_PATTERN).unwrap_or_default();
+    let mut changed = Vec::new();
+    match rule_ownership(lab).await? {
+        Ownership::Foreign => return Err(conflict(&format!("EventBridge rule {FAST_PATH_RULE}"))),
+        Ownership::Absent => changed.push("rule"),
+        Ownership::Ours => {
+            let rule = events
+                .describe_rule()
+                .name(FAST_PATH_RULE)
+                .send()
+                .await
+                .map_err(|e| Error::aws(format!("reading EventBridge rule {FAST_PATH_RULE}"), e))?;
+            let current = rule.event_pattern().and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok());
+            if current.as_ref() != Some(&pattern) || rule.state() != Some(&RuleState::Enabled) {
+                changed.push("pattern");
+            }
+            let targets = events
+                .list_targets_by_rule()
+                .rule(FAST_PATH_RULE)
+                .send()
+                .await
+                .map_err(|e| Error::aws(format!("reading the targets of {FAST_PATH_RULE}"), e))?;
+            let only_ours = targets.targets().len() == 1
+                && targets.targets().iter().all(|t| t.id() == TARGET_ID && t.arn() == lab.function_arn().as_str());
+            if !only_ours {
+                changed.push("target");
+            }
+        }
+    }
+    let created = changed.first() == Some(&"rule");
+    let action = if changed.is_empty() {
+        return Ok(Step::new(KIND, FAST_PATH_RULE, Action::Unchanged));
+    } else if created {
+        Action::Create
+    } else {
+        Action::Update
+    };
+    if dry_run {
+        return Ok(Step::new(KIND, FAST_PATH_RULE, action).detail(if created {
+            String::new()
+        } else {
+            changed.join(", ")
+        }));
+    }
+    info!("putting EventBridge rule {FAST_PATH_RULE}");
+    let tag =
+        EventsTag::builder().key(OWNER_TAG).value(OWNER_VALUE).build().map_err(|e| Error::Failed(e.to_string()))?;
+    let mut put = events
+        .put_rule()
+        .name(FAST_PATH_RULE)
+        .event_pattern(pattern.to_string())
+        .state(RuleState::Enabled)
+        .description("Security-group ingress changes, to the lab's function");
+    if created {
+        put = put.tags(tag);
+    }
+    put.send().await.map_err(|e| Error::aws(format!("putting EventBridge rule {FAST_PATH_RULE}"), e))?;
+    let existing = events
+        .list_targets_by_rule()
+        .rule(FAST_PATH_RULE)
+        .send()
+        .await
+        .map_err(|e| Error::aws(format!("reading the targets of {FAST_PATH_RULE}"), e))?;
+    let extra: Vec<String> =
+        existing.targets().iter().filter(|t| t.id() != TARGET_ID).map(|t| t.id().to_owned()).collect();
+    if !extra.is_empty() {
+        events
+            .remove_targets()
+            .rule(FAST_PATH_RULE)
+            .set_ids(Some(extra))
+            .send()
+            .await
+            .map_err(|e| Error::aws(format!("removing targets of {FAST_PATH_RULE}"), e))?;
+    }
+    let target =
+        Target::builder().id(TARGET_ID).arn(lab.function_arn()).build().map_err(|e| Error::Failed(e.to_string()))?;
+    events
+        .put_targets()
+        .rule(FAST_PATH_RULE)
+        .targets(target)
+        .send()
+        .await
+        .map_err(|e| Error::aws(format!("targeting function {} from {FAST_PATH_RULE}", lab.names.function), e))?;
+    Ok(Step::new(KIND, FAST_PATH_RULE, action).detail(format!("to function {}", lab.names.function)))
+}
+
+pub async fn ensure_permission(lab: &Lab, dry_run: bool) -> Result<Step> {
+    const KIND: &str = "events-permission";
+    let name = &lab.names.function;
+    let desired = desired_permission(lab);
+    let current = if dry_run && function::ownership(lab).await? == function::Ownership::Absent {
+        None
+    } else {
+        function::statement(lab, EVENTS_PERMISSION_SID).await?
+    };
+    let action = match &current {
+        Some(s)
+            if s["Principal"] == desired["Principal"]
+                && s["Condition"]["ArnLike"] == desired["Condition"]["ArnLike"] =>
+        {
+            return Ok(Step::new(KIND, EVENTS_PERMISSION_SID, Action::Unchanged));
+        }
+        Some(_) => Action::Update,
+        None => Action::Create,
+    };
+    if !dry_run {
+        let lambda = &lab.clients.lambda;
+        if action == Action::Update {
+            lambda
+                .remove_permission()
+                .function_name(name)
+                .statement_id(EVENTS_PERMISSION_SID)
+                .send()
+                .await
+                .map_err(|e| Error::aws(format!("replacing the events permission of {name}"), e))?;
+        }
+        lambda
+            .add_permission()
+            .function_name(name)
+            .statement_id(EVENTS_PERMISSION_SID)
+            .action("lambda:InvokeFunction")
+            .principal("events.amazonaws.com")
+            .source_arn(lab.fast_path_rule_arn())
+            .send()
+            .await
+            .map_err(|e| Error::aws(format!("allowing EventBridge to invoke {name}"), e))?;
+    }
+    Ok(Step::new(KIND, EVENTS_PERMISSION_SID, action).detail(format!("events.amazonaws.com from {FAST_PATH_RULE}")))
+}
+
+/// Removes the lab's EventBridge rule (targets first) and trail.
+pub async fn delete(lab: &Lab, dry_run: bool) -> Result<Vec<Step>> {
+    let mut steps = Vec::new();
+    match rule_ownership(lab).await? {
+        Ownership::Absent => {}
+        Ownership::Foreign => steps.push(Step::new("event-rule", FAST_PATH_RULE, Action::Kept).detail("not the lab's")),
+        Ownership::Ours => {
+            if !dry_run {
+                let events = &lab.clients.events;
+                let targets = events
+                    .list_targets_by_rule()
+                    .rule(FAST_PATH_RULE)
+                    .send()
+                    .await
+                    .map_err(|e| Error::aws(format!("reading the targets of {FAST_PATH_RULE}"), e))?;
+                let ids: Vec<String> = targets.targets().iter().map(|t| t.id().to_owned()).collect();
+                if !ids.is_empty() {
+                    events
+                        .remove_targets()
+                        .rule(FAST_PATH_RULE)
+                        .set_ids(Some(ids))
+                        .send()
+                        .await
+                        .map_err(|e| Error::aws(format!("removing the targets of {FAST_PATH_RULE}"), e))?;
+                }
+                events
+                    .delete_rule()
+                    .name(FAST_PATH_RULE)
+                    .send()
+                    .await
+                    .map_err(|e| Error::aws(format!("deleting EventBridge rule {FAST_PATH_RULE}"), e))?;
+            }
+            steps.push(Step::new("event-rule", FAST_PATH_RULE, Action::Delete).detail("with its target"));
+        }
+    }
+    match trail_ownership(lab).await? {
+        Ownership::Absent => {}
+        Ownership::Foreign => steps.push(Step::new("trail", TRAIL_NAME, Action::Kept).detail("not the lab's")),
+        Ownership::Ours => {
+            if !dry_run {
+                lab.clients
+                    .cloudtrail
+                    .delete_trail()
+                    .name(TRAIL_NAME)
+                    .send()
+                    .await
+                    .map_err(|e| Error::aws(format!("deleting trail {TRAIL_NAME}"), e))?;
+            }
+            steps.push(Step::new("trail", TRAIL_NAME, Action::Delete));
+        }
+    }
+    Ok(steps)
+}
