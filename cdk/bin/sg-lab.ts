@@ -3,10 +3,12 @@
 // Context (`-c KEY=VALUE`) overrides what `deploy` lets its flags override:
 //   functionZip     the cargo-lambda zip (default ../target/lambda/arm64/bootstrap/bootstrap.zip)
 //   bucketName, configRoleName, functionRoleName, functionName, ruleName
+//   fastPath        true: add the event fast path (`deploy up --fast-path`; default false)
 //   stackSetAssetBucketPrefix   synthesize for CloudFormation StackSets (see README)
 
 import { App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
+import { booleanContext } from '../lib/context';
 import { stackSetSynthesizer } from '../lib/stack-set';
 import { SgMonitoringLabStack } from '../lib/sg-monitoring-lab-stack';
 
@@ -22,5 +24,6 @@ new SgMonitoringLabStack(app, 'SgMonitoringLab', {
   functionRoleName: context('functionRoleName'),
   functionName: context('functionName'),
   ruleName: context('ruleName'),
+  fastPath: booleanContext('fastPath', app.node.tryGetContext('fastPath')),
 });
 Validations.of(app).addPlugins(new AwsSolutionsChecks(app));

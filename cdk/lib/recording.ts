@@ -1,7 +1,8 @@
 // Lab step 1: AWS Config records security groups only and delivers to a bucket of its own.
 // Owns the delivery bucket (public access blocked, SSE-S3, Config's delivery policy with
-// TLS-only access), the Config role (AWS_ConfigRole + write to the bucket), the recorder and
-// its delivery channel. `deploy`'s counterparts: bucket.rs, role.rs, recorder.rs.
+// TLS-only access, and CloudTrail's when the fast path's trail is given), the Config role
+// (AWS_ConfigRole + write to the bucket), the recorder and its delivery channel. `deploy`'s
+// counterparts: bucket.rs, role.rs, recorder.rs.
 
 import { Aws, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import * as config from 'aws-cdk-lib/aws-config';
@@ -21,6 +22,11 @@ export interface ConfigRecordingProps {
   readonly channelName: string;
   /** What the recorder records; nothing else, and no global resource types. */
   readonly resourceTypes: string[];
+  /**
+   * The fast path's trail: when given, the bucket policy also lets CloudTrail deliver that
+   * trail's logs (policy/cloudtrail-bucket-policy.json). @default no trail
+   */
+  readonly trailName?: string;
   /** Where the policy documents are read from. @default policy/ of the repository */
   readonly policyDir?: string;
 }
@@ -45,8 +51,9 @@ export class ConfigRecording extends Construct {
     Validations.of(this.bucket).acknowledge({
       id: 'AwsSolutions::AwsSolutions-S1',
       reason:
-        'The bucket only receives AWS Config deliveries (its policy allows nothing else), and the lab has no ' +
-        'second bucket to send access logs to; where reads must be audited, enable CloudTrail S3 data events.',
+        "The bucket only receives AWS Config deliveries and, with the fast path, the lab trail's logs (its policy " +
+        'allows nothing else), and the lab has no second bucket to send access logs to; where reads must be ' +
+        'audited, enable CloudTrail S3 data events.',
     });
     const values = {
       'AWS::AccountId': Aws.ACCOUNT_ID,
@@ -56,10 +63,17 @@ export class ConfigRecording extends Construct {
     };
 
     // The document exactly as in policy/, TLS-only statement included (so no `enforceSSL`,
-    // which would add a second, differently worded statement).
+    // which would add a second, differently worded statement). With the fast path, the
+    // statements of policy/cloudtrail-bucket-policy.json follow Config's, as `deploy` orders them.
+    const policyDocument = readPolicy('config-bucket-policy.json', values, props.policyDir);
+    if (props.trailName !== undefined) {
+      const trailValues = { ...values, TrailName: props.trailName };
+      const trail = readPolicy('cloudtrail-bucket-policy.json', trailValues, props.policyDir);
+      policyDocument.Statement = [...policyDocument.Statement, ...trail.Statement];
+    }
     this.bucketPolicy = new s3.CfnBucketPolicy(this, 'BucketPolicy', {
       bucket: this.bucket.bucketName,
-      policyDocument: readPolicy('config-bucket-policy.json', values, props.policyDir),
+      policyDocument,
     });
 
     this.role = new iam.CfnRole(this, 'Role', {

@@ -25,6 +25,8 @@ export interface RemediationFunctionProps {
   readonly functionPolicyName: string;
   /** The deployment zip; its `bootstrap` decides the architecture. */
   readonly zipPath: string;
+  /** The function's environment variables. @default none */
+  readonly environment?: Record<string, string>;
   /** Construct id of the invoke permission (CloudFormation picks the statement id). */
   readonly permissionId: string;
   /** Where the policy documents are read from. @default policy/ of the repository */
@@ -88,6 +90,7 @@ export class RemediationFunction extends Construct {
       code: lambda.Code.fromAsset(props.zipPath),
       architecture,
       memorySize: FUNCTION_SETTINGS.memorySize,
+      environment: props.environment,
       timeout: Duration.seconds(FUNCTION_SETTINGS.timeoutSeconds),
       role: iam.Role.fromRoleArn(this, 'RoleRef', this.role.attrArn, { mutable: false }),
       logGroup: this.logGroup,

@@ -1,11 +1,13 @@
 // The lab's stack: the same resources `deploy up` converges to (deploy/src/up.rs `desired()`),
 // composed from the recording (lab step 1) and the function (lab step 3), plus the custom
-// Config rule (lab step 4). Every taggable resource carries the lab's tag.
+// Config rule (lab step 4) and, with `fastPath`, the event fast path (`deploy up --fast-path`).
+// Every taggable resource carries the lab's tag.
 
 import * as path from 'path';
 import { Aws, Stack, StackProps, Tags } from 'aws-cdk-lib';
 import * as config from 'aws-cdk-lib/aws-config';
 import { Construct } from 'constructs';
+import { FastPath } from './fast-path';
 import { ConfigRecording } from './recording';
 import { RemediationFunction } from './remediation';
 
@@ -39,6 +41,9 @@ export const LAB_DEFAULTS = {
   ruleName: 'EC2_Security_Group',
   permissionId: 'config-invoke',
   ruleParameters: { debug: 'true' } as Record<string, string>,
+  fastPath: false,
+  trailName: 'sg-monitoring-lab-trail',
+  fastPathRuleName: 'sg-monitoring-lab-fast-path',
 };
 
 export interface SgMonitoringLabStackProps extends StackProps {
@@ -68,6 +73,16 @@ export interface SgMonitoringLabStackProps extends StackProps {
   readonly permissionId?: string;
   /** The rule's parameters (see the README's "Rule parameters"). @default {"debug":"true"} */
   readonly ruleParameters?: Record<string, string>;
+  /**
+   * The event fast path: a CloudTrail trail delivering to the lab bucket under `cloudtrail/`, an
+   * EventBridge rule on security-group ingress calls that invokes the function, its invoke
+   * permission, and the function's `RULE_PARAMETERS`. @default false
+   */
+  readonly fastPath?: boolean;
+  /** The fast path's trail. @default sg-monitoring-lab-trail */
+  readonly trailName?: string;
+  /** The fast path's EventBridge rule. @default sg-monitoring-lab-fast-path */
+  readonly fastPathRuleName?: string;
   /** Where the policy documents are read from. @default policy/ of the repository */
   readonly policyDir?: string;
 }
@@ -76,6 +91,8 @@ export class SgMonitoringLabStack extends Stack {
   public readonly recording: ConfigRecording;
   public readonly remediation: RemediationFunction;
   public readonly rule: config.CfnConfigRule;
+  /** The fast path, when `fastPath` is on. */
+  public readonly fastPath?: FastPath;
 
   constructor(scope: Construct, id: string, props: SgMonitoringLabStackProps = {}) {
     super(scope, id, {
@@ -83,6 +100,9 @@ export class SgMonitoringLabStack extends Stack {
       ...props,
     });
     const p = { ...LAB_DEFAULTS, ...definedOnly(props) };
+    // The rule's parameters as Config passes them (`ruleParameters` in the invoking event): the
+    // fast path's events carry none, so the function reads them from its environment.
+    const ruleParametersJson = JSON.stringify(p.ruleParameters);
 
     this.recording = new ConfigRecording(this, 'Recording', {
       bucketName: p.bucketName,
@@ -92,6 +112,7 @@ export class SgMonitoringLabStack extends Stack {
       recorderName: p.recorderName,
       channelName: p.channelName,
       resourceTypes: [SECURITY_GROUP],
+      trailName: p.fastPath ? p.trailName : undefined,
       policyDir: p.policyDir,
     });
 
@@ -101,6 +122,7 @@ export class SgMonitoringLabStack extends Stack {
       functionRoleName: p.functionRoleName,
       functionPolicyName: p.functionPolicyName,
       zipPath: path.resolve(CDK_DIR, p.functionZip),
+      environment: p.fastPath ? { RULE_PARAMETERS: ruleParametersJson } : undefined,
       permissionId: p.permissionId,
       policyDir: p.policyDir,
     });
@@ -119,6 +141,17 @@ export class SgMonitoringLabStack extends Stack {
     this.rule.addResourceDependency(this.recording.recorder, 'Config evaluates the rule as soon as it exists');
     this.rule.addResourceDependency(this.recording.channel, 'recording starts once the channel exists');
     this.rule.addResourceDependency(this.remediation.permission, 'Config checks it may invoke the function');
+
+    if (p.fastPath) {
+      this.fastPath = new FastPath(this, 'FastPath', {
+        trailName: p.trailName,
+        ruleName: p.fastPathRuleName,
+        bucket: this.recording.bucket,
+        bucketPolicy: this.recording.bucketPolicy,
+        function: this.remediation.function,
+        policyDir: p.policyDir,
+      });
+    }
 
     Tags.of(this).add(OWNER_TAG.key, OWNER_TAG.value);
   }

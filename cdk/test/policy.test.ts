@@ -5,18 +5,26 @@ import * as os from 'os';
 import * as path from 'path';
 import { POLICY_DIR, readPolicy } from '../lib/policy';
 
-const VALUES = { 'AWS::AccountId': '123456789012', 'AWS::Partition': 'aws', 'AWS::Region': 'us-west-2', BucketName: 'b' };
+const VALUES = {
+  'AWS::AccountId': '123456789012',
+  'AWS::Partition': 'aws',
+  'AWS::Region': 'us-west-2',
+  BucketName: 'b',
+  TrailName: 't',
+};
 
 test('POLICY_DIR is the repository policy/ folder', () => {
   expect(fs.readFileSync(path.join(POLICY_DIR, 'README.md'), 'utf8')).toContain('the CDK app reads them from disk');
 });
 
 test.each([
+  'cloudtrail-bucket-policy.json',
   'config-bucket-policy.json',
   'config-delivery-policy.json',
   'config-trust.json',
   'lambda-lab-policy.json',
   'lambda-trust.json',
+  'fast-path-event-pattern.json',
 ])('%s: every placeholder is filled and nothing else changes', (file) => {
   const raw = fs.readFileSync(path.join(POLICY_DIR, file), 'utf8');
   const filled = readPolicy(file, VALUES);

@@ -1,9 +1,13 @@
 // Every resource and property of the lab's stack, with the IAM documents compared with the
 // files in policy/, plus a normalised snapshot of the whole template.
 
+import * as fs from 'fs';
+import * as path from 'path';
 import { CfnResource, Stack, TagManager } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { ArtifactError } from '../lib/artifact';
+import { booleanContext } from '../lib/context';
+import { POLICY_DIR } from '../lib/policy';
 import { STACK_SET_ASSET_KEY_PREFIX, stackSetSynthesizer } from '../lib/stack-set';
 import { MESSAGE_TYPES, OWNER_TAG, SECURITY_GROUP } from '../lib/sg-monitoring-lab-stack';
 import { logicalId, synthLab, Synthesized } from './support/app';
@@ -194,7 +198,7 @@ describe('the lab stack with its defaults', () => {
     const resources = template.toJSON().Resources;
     const taggable = lab.stack.node
       .findAll()
-      .filter((c): c is CfnResource => CfnResource.isCfnResource(c) && TagManager.isTaggable(c))
+      .filter(isTaggableResource)
       .map((c) => Stack.of(c).getLogicalId(c));
     expect(taggable.sort()).toEqual(
       [ids.bucket, ids.configRole, ids.functionRole, ids.function, ids.logGroup].sort(),
@@ -260,6 +264,227 @@ test('a missing zip stops the synth and says how to build it', () => {
   expect(() => synthLab({ functionZip: '/nonexistent/bootstrap.zip' })).toThrow(ArtifactError);
   expect(() => synthLab({ functionZip: '/nonexistent/bootstrap.zip' })).toThrow('scripts/package');
 });
+
+describe('the lab stack with the fast path (fastPath: true)', () => {
+  let lab: Synthesized;
+  let template: Template;
+  let resources: Record<string, any>;
+  let ids: Record<
+    | 'bucket'
+    | 'bucketPolicy'
+    | 'configRole'
+    | 'functionRole'
+    | 'function'
+    | 'logGroup'
+    | 'configPermission'
+    | 'trail'
+    | 'rule'
+    | 'permission',
+    string
+  >;
+
+  beforeAll(() => {
+    lab = synthLab({ functionZip: functionZip('arm64'), fastPath: true });
+    template = lab.template;
+    resources = template.toJSON().Resources;
+    const { recording, remediation, fastPath } = lab.stack;
+    if (!fastPath) throw new Error('fastPath: true made no fast path');
+    ids = {
+      bucket: logicalId(recording.bucket),
+      bucketPolicy: logicalId(recording.bucketPolicy),
+      configRole: logicalId(recording.role),
+      function: logicalId(remediation.function),
+      functionRole: logicalId(remediation.role),
+      logGroup: logicalId(remediation.logGroup),
+      configPermission: logicalId(remediation.permission),
+      trail: logicalId(fastPath.trail),
+      rule: logicalId(fastPath.rule),
+      permission: logicalId(fastPath.permission),
+    };
+  });
+
+  test('adds exactly a trail, an EventBridge rule and an invoke permission', () => {
+    const types = Object.values(resources as Record<string, { Type: string }>)
+      .map((resource) => resource.Type)
+      .sort();
+    expect(types).toEqual(
+      [
+        'AWS::CloudTrail::Trail',
+        'AWS::Config::ConfigRule',
+        'AWS::Config::ConfigurationRecorder',
+        'AWS::Config::DeliveryChannel',
+        'AWS::Events::Rule',
+        'AWS::IAM::Role',
+        'AWS::IAM::Role',
+        'AWS::Lambda::Function',
+        'AWS::Lambda::Permission',
+        'AWS::Lambda::Permission',
+        'AWS::Logs::LogGroup',
+        'AWS::S3::Bucket',
+        'AWS::S3::BucketPolicy',
+      ].sort(),
+    );
+  });
+
+  test("every other resource is the default stack's, but the bucket policy and the function's environment", () => {
+    const defaults = synthLab({ functionZip: functionZip('arm64') }).template.toJSON().Resources;
+    const added = [ids.trail, ids.rule, ids.permission];
+    expect(Object.keys(resources).filter((id) => !added.includes(id)).sort()).toEqual(Object.keys(defaults).sort());
+    for (const [id, resource] of Object.entries(defaults as Record<string, any>)) {
+      if (id === ids.bucketPolicy || id === ids.function) continue;
+      expect({ id, resource: resources[id] }).toEqual({ id, resource });
+    }
+    const { Environment, ...functionProperties } = resources[ids.function].Properties;
+    expect(Environment).toBeDefined();
+    expect({ ...resources[ids.function], Properties: functionProperties }).toEqual(defaults[ids.function]);
+    // The function role, and so the function's IAM policy, is unchanged (compared above).
+    expect(resources[ids.functionRole]).toEqual(defaults[ids.functionRole]);
+  });
+
+  test('trail: sg-monitoring-lab-trail, management events to the bucket under cloudtrail/, after its policy', () => {
+    const trail = resources[ids.trail];
+    expect(trail.Properties).toEqual({
+      TrailName: 'sg-monitoring-lab-trail',
+      S3BucketName: { Ref: ids.bucket },
+      S3KeyPrefix: 'cloudtrail',
+      IsLogging: true,
+      IsMultiRegionTrail: false,
+      IncludeGlobalServiceEvents: false,
+      Tags: [{ Key: OWNER_TAG.key, Value: OWNER_TAG.value }],
+    });
+    // No EventSelectors, AdvancedEventSelectors or InsightSelectors: CloudTrail's default,
+    // every management event and no data event (checked by the toEqual above).
+    expect(trail.DependsOn).toEqual([ids.bucketPolicy]);
+  });
+
+  test('bucket policy: config-bucket-policy.json, then cloudtrail-bucket-policy.json for this trail', () => {
+    const values = { 'AWS::AccountId': ACCOUNT, 'AWS::Partition': PARTITION, BucketName: { Ref: ids.bucket } };
+    const config = renderedPolicy('config-bucket-policy.json', values) as { Statement: unknown[] };
+    const trail = renderedPolicy('cloudtrail-bucket-policy.json', {
+      ...values,
+      'AWS::Region': REGION,
+      TrailName: 'sg-monitoring-lab-trail',
+    }) as { Statement: unknown[] };
+    expect(resources[ids.bucketPolicy].Properties).toEqual({
+      Bucket: { Ref: ids.bucket },
+      PolicyDocument: { ...config, Statement: [...config.Statement, ...trail.Statement] },
+    });
+    expect(trail.Statement).toHaveLength(2);
+  });
+
+  test('EventBridge rule: sg-monitoring-lab-fast-path, the pattern of policy/, enabled, the function as target', () => {
+    expect(resources[ids.rule].Properties).toEqual({
+      Name: 'sg-monitoring-lab-fast-path',
+      EventPattern: JSON.parse(fs.readFileSync(path.join(POLICY_DIR, 'fast-path-event-pattern.json'), 'utf8')),
+      State: 'ENABLED',
+      Targets: [{ Id: 'function', Arn: { 'Fn::GetAtt': [ids.function, 'Arn'] } }],
+      Tags: [{ Key: OWNER_TAG.key, Value: OWNER_TAG.value }],
+    });
+    expect(resources[ids.rule].DependsOn).toBeUndefined();
+  });
+
+  test('invoke permission: events.amazonaws.com on the function, from this rule only', () => {
+    expect(ids.permission).toMatch(/^FastPatheventsinvoke/);
+    expect(resources[ids.permission].Properties).toEqual({
+      Action: 'lambda:InvokeFunction',
+      FunctionName: { 'Fn::GetAtt': [ids.function, 'Arn'] },
+      Principal: 'events.amazonaws.com',
+      SourceArn: { 'Fn::GetAtt': [ids.rule, 'Arn'] },
+    });
+    // Config's permission is still there, as it was.
+    expect(resources[ids.configPermission].Properties.Principal).toBe('config.amazonaws.com');
+  });
+
+  test("function: RULE_PARAMETERS is the Config rule's parameters as JSON", () => {
+    expect(resources[ids.function].Properties.Environment).toEqual({
+      Variables: { RULE_PARAMETERS: '{"debug":"true"}' },
+    });
+    const [rule] = Object.values(template.findResources('AWS::Config::ConfigRule'));
+    expect(JSON.parse(resources[ids.function].Properties.Environment.Variables.RULE_PARAMETERS)).toEqual(
+      rule.Properties.InputParameters,
+    );
+  });
+
+  test(`the trail and the rule carry ${OWNER_TAG.key}=${OWNER_TAG.value} too`, () => {
+    const taggable = lab.stack.node
+      .findAll()
+      .filter(isTaggableResource)
+      .map((c) => Stack.of(c).getLogicalId(c));
+    expect(taggable.sort()).toEqual(
+      [ids.bucket, ids.configRole, ids.functionRole, ids.function, ids.logGroup, ids.trail, ids.rule].sort(),
+    );
+    for (const id of taggable) {
+      expect({ id, tags: resources[id].Properties.Tags }).toEqual({
+        id,
+        tags: expect.arrayContaining([{ Key: OWNER_TAG.key, Value: OWNER_TAG.value }]),
+      });
+    }
+  });
+
+  test('normalised snapshot', () => {
+    expect(normalise(template.toJSON())).toMatchSnapshot();
+  });
+});
+
+describe('the fast path is off by default', () => {
+  test('no prop and `fastPath: false` synthesize the same template, with no fast-path resource', () => {
+    const none = synthLab({ functionZip: functionZip('arm64') });
+    const off = synthLab({ functionZip: functionZip('arm64'), fastPath: false });
+    expect(normalise(off.template.toJSON())).toEqual(normalise(none.template.toJSON()));
+    expect(none.stack.fastPath).toBeUndefined();
+    for (const type of ['AWS::CloudTrail::Trail', 'AWS::Events::Rule']) {
+      expect({ type, found: Object.keys(none.template.findResources(type)) }).toEqual({ type, found: [] });
+    }
+    none.template.resourcePropertiesCountIs('AWS::Lambda::Permission', { Principal: 'events.amazonaws.com' }, 0);
+    none.template.hasResourceProperties('AWS::Lambda::Function', { Environment: Match.absent() });
+    const [policy] = Object.values(none.template.findResources('AWS::S3::BucketPolicy'));
+    const sids = policy.Properties.PolicyDocument.Statement.map((s: { Sid: string }) => s.Sid);
+    expect(sids).toEqual(
+      JSON.parse(fs.readFileSync(path.join(POLICY_DIR, 'config-bucket-policy.json'), 'utf8')).Statement.map(
+        (s: { Sid: string }) => s.Sid,
+      ),
+    );
+  });
+
+  test('`-c fastPath=…` in bin/: true and false, as strings or booleans; anything else is an error', () => {
+    expect(booleanContext('fastPath', undefined)).toBeUndefined();
+    expect(booleanContext('fastPath', 'true')).toBe(true);
+    expect(booleanContext('fastPath', true)).toBe(true);
+    expect(booleanContext('fastPath', 'false')).toBe(false);
+    expect(booleanContext('fastPath', false)).toBe(false);
+    expect(() => booleanContext('fastPath', 'yes')).toThrow('context fastPath="yes": expected true or false');
+  });
+});
+
+test('the fast path names are props, and its RULE_PARAMETERS follow ruleParameters', () => {
+  const { template } = synthLab({
+    functionZip: functionZip('arm64'),
+    fastPath: true,
+    trailName: 'lab-trail',
+    fastPathRuleName: 'lab-fast-path',
+    ruleParameters: { debug: 'false', mode: 'report' },
+  });
+  template.hasResourceProperties('AWS::CloudTrail::Trail', { TrailName: 'lab-trail' });
+  template.hasResourceProperties('AWS::Events::Rule', { Name: 'lab-fast-path' });
+  template.hasResourceProperties('AWS::Lambda::Function', {
+    Environment: { Variables: { RULE_PARAMETERS: '{"debug":"false","mode":"report"}' } },
+  });
+  template.hasResourceProperties('AWS::Config::ConfigRule', { InputParameters: { debug: 'false', mode: 'report' } });
+  // The bucket admits the trail of that name only.
+  const [policy] = Object.values(template.findResources('AWS::S3::BucketPolicy'));
+  const trailArns = JSON.stringify(
+    policy.Properties.PolicyDocument.Statement.filter((s: { Sid: string }) => s.Sid.startsWith('AWSCloudTrail')).map(
+      (s: any) => s.Condition.StringEquals['aws:SourceArn'],
+    ),
+  );
+  expect(trailArns.match(/:trail\/lab-trail"/g)).toHaveLength(2);
+  expect(trailArns).not.toContain('sg-monitoring-lab-trail');
+});
+
+/** A resource that takes tags (CfnRule, for one, has a V2 tag manager). */
+function isTaggableResource(c: unknown): c is CfnResource {
+  return CfnResource.isCfnResource(c) && (TagManager.isTaggable(c) || TagManager.isTaggableV2(c));
+}
 
 /** The template with what changes from build to build (asset hashes) replaced. */
 function normalise(template: unknown): unknown {

@@ -20,8 +20,15 @@ export function renderedPolicy(file: string, fragments: Record<string, unknown>)
         if (!(name in fragments)) throw new Error(`${file}: no fragment for \${${name}}`);
         return fragments[name];
       });
-      if (rendered.length === 1) return rendered[0];
-      return rendered.every((part) => typeof part === 'string') ? rendered.join('') : { 'Fn::Join': ['', rendered] };
+      // Adjacent strings are one, as CDK joins them (a placeholder filled with a plain string).
+      const merged = rendered.reduce<unknown[]>((parts, part) => {
+        const last = parts.length - 1;
+        if (typeof part === 'string' && typeof parts[last] === 'string') parts[last] += part;
+        else parts.push(part);
+        return parts;
+      }, []);
+      if (merged.length <= 1) return merged[0] ?? '';
+      return { 'Fn::Join': ['', merged] };
     }
     if (Array.isArray(node)) return node.map(render);
     if (node !== null && typeof node === 'object') {
@@ -49,6 +56,8 @@ const NAME_PROPERTY: Record<string, string> = {
   'AWS::Config::ConfigurationRecorder': 'Name',
   'AWS::Config::DeliveryChannel': 'Name',
   'AWS::Config::ConfigRule': 'ConfigRuleName',
+  'AWS::CloudTrail::Trail': 'TrailName',
+  'AWS::Events::Rule': 'Name',
 };
 
 /** Evaluates the intrinsics of `template` for `env`; throws naming anything it cannot resolve. */
@@ -83,6 +92,9 @@ export function evaluator(template: { Resources: Resources }, env: Environment):
       'AWS::IAM::Role': `arn:${partition}:iam::${account}:role/${name}`,
       'AWS::Lambda::Function': `arn:${partition}:lambda:${region}:${account}:function:${name}`,
       'AWS::Logs::LogGroup': `arn:${partition}:logs:${region}:${account}:log-group:${name}:*`,
+      'AWS::CloudTrail::Trail': `arn:${partition}:cloudtrail:${region}:${account}:trail/${name}`,
+      // A rule on the default event bus.
+      'AWS::Events::Rule': `arn:${partition}:events:${region}:${account}:rule/${name}`,
     };
     if (attribute !== 'Arn' || !(Type in arns)) throw new Error(`cannot resolve Fn::GetAtt ${id}.${attribute}`);
     return arns[Type];

@@ -20,8 +20,8 @@ export function deployBin(): string {
   return bin;
 }
 
-/** PATH with the tools scripts/setup installs (moto_server) first. */
-function toolPath(): string {
+/** PATH with the tools scripts/setup installs (moto_server, cfn-lint) first. */
+export function toolPath(): string {
   return [path.join(SG_LAB_HOME, 'venv', 'bin'), process.env.PATH ?? ''].join(path.delimiter);
 }
 
@@ -91,9 +91,44 @@ export interface DryRun {
   readonly desired: Record<string, any>;
 }
 
-/** Runs `deploy --local --endpoint-url URL --output json up --dry-run --zip ZIP` and parses stdout. */
-export function deployDryRun(endpoint: string, zip: string, timeoutMs = 60_000): Promise<DryRun> {
+/**
+ * Whether `deploy up` takes `--fast-path`, as its `up --help` says; otherwise an error that
+ * names the binary and what to do.
+ */
+export function requireFastPathFlag(): Promise<void> {
+  const bin = deployBin();
+  return new Promise((resolve, reject) => {
+    execFile(bin, ['up', '--help'], { timeout: 30_000 }, (err, stdout, stderr) => {
+      if (err) {
+        reject(new Error(`${bin} up --help failed (${err.message}):\n${stderr}`));
+      } else if (!/^\s*--fast-path\b/m.test(stdout)) {
+        reject(
+          new Error(
+            `${bin} does not support \`up --fast-path\` (its \`up --help\` lists no such flag), so the fast path ` +
+              'cannot be compared: rebuild deploy (`cargo build -p deploy`) from a tree that has the fast path, ' +
+              'or set DEPLOY_BIN to such a build',
+          ),
+        );
+      } else {
+        resolve();
+      }
+    });
+  });
+}
+
+/**
+ * Runs `deploy --local --endpoint-url URL --output json up --dry-run --zip ZIP [--fast-path]`
+ * and parses stdout. A `desired` without `fastPath` (a deploy from before the fast path) reads
+ * as `fastPath: null`, which is what deploy prints without `--fast-path`.
+ */
+export function deployDryRun(
+  endpoint: string,
+  zip: string,
+  options: { fastPath?: boolean } = {},
+  timeoutMs = 60_000,
+): Promise<DryRun> {
   const args = ['--local', '--endpoint-url', endpoint, '--output', 'json', 'up', '--dry-run', '--zip', zip];
+  if (options.fastPath) args.push('--fast-path');
   return new Promise((resolve, reject) => {
     execFile(deployBin(), args, { timeout: timeoutMs, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
       if (err) {
@@ -103,6 +138,7 @@ export function deployDryRun(endpoint: string, zip: string, timeoutMs = 60_000):
       try {
         const report = JSON.parse(stdout);
         if (!report.desired) throw new Error('the report has no `desired`');
+        report.desired.fastPath ??= null;
         resolve({ account: report.account, region: report.region, desired: report.desired });
       } catch (parseError) {
         reject(new Error(`deploy printed no usable JSON (${(parseError as Error).message}):\n${stdout}\n${stderr}`));

@@ -14,7 +14,28 @@ type Resource = { Type: string; Properties: Record<string, any>; DependsOn?: str
 export const KNOWN_DIFFERENCES: Record<string, string> = {
   'invokePermission.Sid':
     "CloudFormation's AWS::Lambda::Permission has no statement id: CloudFormation names the statement itself",
+  'fastPath.permission.Sid':
+    "CloudFormation's AWS::Lambda::Permission has no statement id: CloudFormation names the statement itself",
 };
+
+/** The known differences that apply to a comparison with or without the fast path. */
+export function knownDifferences(fastPath: boolean): string[] {
+  return Object.keys(KNOWN_DIFFERENCES).filter((field) => fastPath || !field.startsWith('fastPath.'));
+}
+
+/** The resource-based policy statement Lambda makes of an AWS::Lambda::Permission (no Sid). */
+function permissionStatement(p: Record<string, any>): Record<string, unknown> {
+  const condition: Record<string, unknown> = {};
+  if (p.SourceAccount !== undefined) condition.StringEquals = { 'AWS:SourceAccount': p.SourceAccount };
+  if (p.SourceArn !== undefined) condition.ArnLike = { 'AWS:SourceArn': p.SourceArn };
+  return {
+    Effect: 'Allow',
+    Principal: { Service: p.Principal },
+    Action: p.Action,
+    Resource: p.FunctionName,
+    ...(Object.keys(condition).length > 0 ? { Condition: condition } : {}),
+  };
+}
 
 /** The lab as the synthesized stack declares it, in `deploy`'s shape and with concrete values. */
 export function desiredFromStack(app: App, stack: Stack, env: Environment): Record<string, any> {
@@ -24,11 +45,13 @@ export function desiredFromStack(app: App, stack: Stack, env: Environment): Reco
   const evaluate = evaluator(template, env);
   const resources = Object.entries(template.Resources);
 
-  const one = (type: string): [string, Resource] => {
-    const found = resources.filter(([, r]) => r.Type === type);
-    if (found.length !== 1) throw new Error(`the template has ${found.length} ${type}, not one`);
+  const all = (type: string) => resources.filter(([, r]) => r.Type === type);
+  const one = (type: string, where: (r: Resource) => boolean = () => true, what = type): [string, Resource] => {
+    const found = all(type).filter(([, r]) => where(r));
+    if (found.length !== 1) throw new Error(`the template has ${found.length} ${what}, not one`);
     return found[0];
   };
+  const byPrincipal = (principal: string) => (r: Resource) => r.Properties.Principal === principal;
   const byGetAtt = (value: unknown): Resource => {
     const id = (value as { 'Fn::GetAtt'?: [string, string] })?.['Fn::GetAtt']?.[0];
     if (!id || !template.Resources[id]) throw new Error(`expected a Fn::GetAtt of a resource, got ${JSON.stringify(value)}`);
@@ -40,7 +63,11 @@ export function desiredFromStack(app: App, stack: Stack, env: Environment): Reco
   const [, recorder] = one('AWS::Config::ConfigurationRecorder');
   const [, channel] = one('AWS::Config::DeliveryChannel');
   const [, fn] = one('AWS::Lambda::Function');
-  const [, permission] = one('AWS::Lambda::Permission');
+  const [, permission] = one(
+    'AWS::Lambda::Permission',
+    byPrincipal('config.amazonaws.com'),
+    'AWS::Lambda::Permission for config.amazonaws.com',
+  );
   const [, rule] = one('AWS::Config::ConfigRule');
   const configRole = byGetAtt(recorder.Properties.RoleARN);
   const functionRole = byGetAtt(fn.Properties.Role);
@@ -59,6 +86,7 @@ export function desiredFromStack(app: App, stack: Stack, env: Environment): Reco
   const encryption = b.BucketEncryption?.ServerSideEncryptionConfiguration ?? [];
   const f = evaluate(fn.Properties);
   const perm = evaluate(permission.Properties);
+  const fastPath = all('AWS::CloudTrail::Trail').length > 0 ? fastPathFromTemplate() : null;
   const r = evaluate(rule.Properties);
   const rec = evaluate(recorder.Properties);
   const ch = evaluate(channel.Properties);
@@ -124,13 +152,7 @@ export function desiredFromStack(app: App, stack: Stack, env: Environment): Reco
       codeSha256,
       roleArn: f.Role,
     },
-    invokePermission: {
-      Effect: 'Allow',
-      Principal: { Service: perm.Principal },
-      Action: perm.Action,
-      Resource: perm.FunctionName,
-      Condition: { StringEquals: { 'AWS:SourceAccount': perm.SourceAccount } },
-    },
+    invokePermission: permissionStatement(perm),
     rule: {
       name: r.ConfigRuleName,
       description: r.Description,
@@ -142,7 +164,42 @@ export function desiredFromStack(app: App, stack: Stack, env: Environment): Reco
       scope: r.Scope?.ComplianceResourceTypes,
       inputParameters: typeof r.InputParameters === 'string' ? JSON.parse(r.InputParameters) : r.InputParameters,
     },
+    // `deploy` prints null without --fast-path.
+    fastPath,
   };
+
+  /** The trail, the EventBridge rule, its invoke permission and the function's environment. */
+  function fastPathFromTemplate(): Record<string, unknown> {
+    const [, trail] = one('AWS::CloudTrail::Trail');
+    const [, eventRule] = one('AWS::Events::Rule');
+    const [, events] = one(
+      'AWS::Lambda::Permission',
+      byPrincipal('events.amazonaws.com'),
+      'AWS::Lambda::Permission for events.amazonaws.com',
+    );
+    const t = evaluate(trail.Properties);
+    const e = evaluate(eventRule.Properties);
+    const targets: { Id: string; Arn: string }[] = e.Targets ?? [];
+    return {
+      trail: {
+        name: t.TrailName,
+        s3BucketName: t.S3BucketName,
+        s3KeyPrefix: t.S3KeyPrefix,
+        isMultiRegionTrail: t.IsMultiRegionTrail,
+        includeGlobalServiceEvents: t.IncludeGlobalServiceEvents,
+        logging: t.IsLogging,
+      },
+      rule: {
+        name: e.Name,
+        eventPattern: typeof e.EventPattern === 'string' ? JSON.parse(e.EventPattern) : e.EventPattern,
+        state: e.State,
+        // One target, the function; anything else shows as a difference.
+        targetArn: targets.length === 1 ? targets[0].Arn : targets,
+      },
+      permission: permissionStatement(evaluate(events.Properties)),
+      functionEnvironment: f.Environment?.Variables ?? {},
+    };
+  }
 }
 
 /** Every field where `deploy` and `cdk` differ, as `path: deploy <value>, cdk <value>`. */
