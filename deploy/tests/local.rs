@@ -332,14 +332,26 @@ async fn security_group_calls_reach_matching_eventbridge_rules_as_cloudtrail_eve
     while invocations().await == 0 && started.elapsed() < Duration::from_secs(10) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(invocations().await, 1);
-    // The function received the CloudTrail event (it does not handle that kind yet).
+    // The function took the group from the CloudTrail event and reverted it; its own
+    // AuthorizeSecurityGroupIngress comes back once more and finds nothing to do.
+    let mut settled = invocations().await;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = invocations().await;
+        if now == settled {
+            break;
+        }
+        settled = now;
+        assert!(started.elapsed() < Duration::from_secs(15), "still invoking");
+    }
+    assert!((1..=2).contains(&settled), "{settled}");
     let events = deploy::logs::fetch_group(&env.lab, "/aws/lambda/fast", 0).await.unwrap();
-    assert!(events.iter().any(|e| e.message.contains("missing field `invokingEvent`")), "{events:#?}");
+    assert!(events.iter().any(|e| e.message.contains(&format!("revoking for {group}"))), "{events:#?}");
+    assert_eq!(env.inbound().await, ["tcp/80@0.0.0.0/0", "tcp/443@0.0.0.0/0"]);
     // A failed call carries errorCode: this pattern excludes it.
-    authorize(23).await.unwrap_err();
+    authorize(80).await.unwrap_err();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(invocations().await, 1);
+    assert_eq!(invocations().await, settled);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -426,4 +438,74 @@ async fn the_fast_path_reverts_within_two_seconds_converges_and_goes_with_down()
     assert!(rules.rules().is_empty());
     let trails = env.lab.clients.cloudtrail.describe_trails().send().await.unwrap();
     assert!(trails.trail_list().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lab_run_reports_the_revert_history_and_logs_then_tears_down() {
+    let env = env("run").await;
+    let options = deploy::lab_run::RunOptions {
+        zip: Some(env.zip.clone()),
+        keep: false,
+        timeout: Duration::from_secs(20),
+        local_port: None,
+        fast_path: false,
+    };
+    let report = deploy::lab_run::run(&env.lab, &options).await.unwrap();
+    assert!(report.reverted, "{report}");
+    assert!(report.revert_ms.is_some_and(|ms| ms < 20_000));
+    assert_eq!(report.before.len(), 4);
+    assert_eq!(report.after, ["tcp/80@0.0.0.0/0", "tcp/443@0.0.0.0/0"]);
+    assert!(report.log_lines.iter().any(|l| l.contains("revoking for")), "{report}");
+    assert_eq!(report.evaluations.last().map(|e| e.compliance.as_str()), Some("COMPLIANT"), "{report}");
+    let down = report.down.as_ref().unwrap();
+    assert!(down.failed().next().is_none(), "{down}");
+    assert!(report.to_string().contains("reverted"), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn evaluation_apis_answer_as_config_does() {
+    let env = env("apis").await;
+    env.up().await;
+    let config = &env.lab.clients.config;
+    let group = deploy::status::default_group_id(&env.lab).await.unwrap().unwrap();
+    // The initial evaluation fixed the default group (its self-referencing rule is not HTTP/HTTPS).
+    let by_rule = config.describe_compliance_by_config_rule().send().await.unwrap();
+    let rule = &by_rule.compliance_by_config_rules()[0];
+    assert_eq!(rule.config_rule_name(), Some(env.lab.names.rule.as_str()));
+    assert_eq!(rule.compliance().and_then(|c| c.compliance_type()).map(|c| c.as_str()), Some("COMPLIANT"));
+    let by_resource = config
+        .describe_compliance_by_resource()
+        .resource_type("AWS::EC2::SecurityGroup")
+        .resource_id(&group)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        by_resource.compliance_by_resources()[0].compliance().and_then(|c| c.compliance_type()).map(|c| c.as_str()),
+        Some("COMPLIANT")
+    );
+
+    // StartConfigRulesEvaluation runs the rule again.
+    let before = env.local.evaluations().len();
+    config.start_config_rules_evaluation().config_rule_names(&env.lab.names.rule).send().await.unwrap();
+    assert!(env.local.settle(Duration::from_secs(20)).await);
+    assert!(env.local.evaluations().len() > before);
+    let unknown = config.start_config_rules_evaluation().config_rule_names("no-such-rule").send().await.unwrap_err();
+    assert_eq!(aws_sdk_config::error::ProvideErrorMetadata::code(&unknown), Some("NoSuchConfigRuleException"));
+
+    // A result token must be one Config issued.
+    let evaluation = aws_sdk_config::types::Evaluation::builder()
+        .compliance_resource_type("AWS::EC2::SecurityGroup")
+        .compliance_resource_id(&group)
+        .compliance_type(aws_sdk_config::types::ComplianceType::Compliant)
+        .ordering_timestamp(aws_smithy_types::DateTime::from_secs(0))
+        .build()
+        .unwrap();
+    let forged = config.put_evaluations().result_token("forged").evaluations(evaluation).send().await.unwrap_err();
+    assert_eq!(aws_sdk_config::error::ProvideErrorMetadata::code(&forged), Some("InvalidResultTokenException"));
+
+    config.delete_evaluation_results().config_rule_name(&env.lab.names.rule).send().await.unwrap();
+    let details =
+        config.get_compliance_details_by_config_rule().config_rule_name(&env.lab.names.rule).send().await.unwrap();
+    assert!(details.evaluation_results().is_empty());
 }

@@ -504,3 +504,27 @@ fn unpack(zip: &[u8], dir: &Path) -> Result<(), String> {
     std::fs::set_permissions(&bootstrap, std::fs::Permissions::from_mode(0o755))
         .map_err(|e| format!("chmod bootstrap: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_bootstrap_for_another_architecture_is_refused_with_the_fix() {
+        let dir = std::env::temp_dir().join(format!("localaws-arch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bootstrap");
+        let mut elf = vec![0x7f, b'E', b'L', b'F', 2, 1, 1, 0];
+        elf.resize(18, 0);
+        let (other, name) = if cfg!(target_arch = "x86_64") { (0xb7u16, "arm64") } else { (0x3eu16, "x86_64") };
+        elf.extend_from_slice(&other.to_le_bytes());
+        elf.resize(64, 0);
+        std::fs::write(&path, &elf).unwrap();
+        let err = host_machine_check(&path).await.unwrap_err();
+        assert!(err.contains(&format!("cannot run an {name} bootstrap")) && err.contains("scripts/package"), "{err}");
+        std::fs::write(&path, b"#!/bin/sh\nexec python3 -m awslambdaric app.handler\n").unwrap();
+        assert!(host_machine_check(&path).await.is_ok());
+        std::fs::write(&path, b"MZ").unwrap();
+        assert!(host_machine_check(&path).await.unwrap_err().contains("not a Linux"));
+    }
+}
