@@ -146,8 +146,8 @@ class Clients:
         config = botocore.config.Config(retries={"max_attempts": 1}, read_timeout=600, connect_timeout=10)
         session = boto3.session.Session(region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local")
         make = lambda service: session.client(service, endpoint_url=endpoint, config=config)  # noqa: E731
-        self.ec2, self.config, self.awslambda, self.logs, self.s3 = (
-            make(s) for s in ("ec2", "config", "lambda", "logs", "s3")
+        self.ec2, self.config, self.awslambda, self.logs, self.s3, self.iam = (
+            make(s) for s in ("ec2", "config", "lambda", "logs", "s3", "iam")
         )
 
 
@@ -229,13 +229,20 @@ def python_zip(args, work):
 # Helpers on the local AWS.
 
 
-def create_function(aws, name, zip_path, timeout=60):
-    """The lab's settings (128 MB, 60 s); sweeps get Lambda's longest timeout."""
+def create_function(aws, name, zip_path, timeout=60, endpoint=None):
+    """The lab's settings (128 MB, 60 s); sweeps get Lambda's longest timeout. `endpoint`
+    overrides the AWS_ENDPOINT_URL the executor gives the function (e.g. a timing proxy)."""
     with open(zip_path, "rb") as f:
         code = f.read()
+    try:
+        with open(os.path.join(ROOT, "policy/lambda-trust.json")) as f:
+            aws.front.iam.create_role(RoleName=ROLE.split("/")[-1], AssumeRolePolicyDocument=f.read())
+    except aws.front.iam.exceptions.EntityAlreadyExistsException:
+        pass
     aws.front.awslambda.create_function(
         FunctionName=name, Runtime=RUNTIME, Handler="bootstrap", Role=ROLE, Code={"ZipFile": code},
         MemorySize=128, Timeout=timeout,
+        Environment={"Variables": {"AWS_ENDPOINT_URL": endpoint} if endpoint else {}},
     )
     aws.front.awslambda.add_permission(
         FunctionName=name, StatementId="config-invoke", Action="lambda:InvokeFunction",
@@ -409,7 +416,37 @@ def bench_one(args, ctx, results):
                         s["ms"].append(duration + (init or 0.0))
                         s["wall"].append(wall)
                         s["mb"].append(memory)
+        # Profile: where a warm evaluation's time goes. The functions' AWS_ENDPOINT_URL is
+        # pointed at a timing proxy in front of the local AWS; per invocation, the latencies of
+        # its calls are summed and the rest of its REPORT duration is the function's own time.
+        with TimingProxy(args.port) as proxy:
+            for fn in ("rust", "python"):
+                aws.front.awslambda.update_function_configuration(
+                    FunctionName=f"bench-{fn}",
+                    Environment={"Variables": {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{proxy.port}"}})
+                for case, (group_id, ingress) in cases.items():
+                    aws.front.awslambda.update_function_code(FunctionName=f"bench-{fn}", ZipFile=codes[fn])
+                    for i in range(warm_n + 1):
+                        set_ingress(aws.moto.ec2, group_id, ingress)
+                        group = aws.moto.ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
+                        event = change_event(group, result_token, json.dumps({"debug": "true"}))
+                        proxy.reset()
+                        answer = aws.front.awslambda.invoke(
+                            FunctionName=f"bench-{fn}", Payload=json.dumps(event).encode(), LogType="Tail")
+                        answer["Payload"].read()
+                        if answer.get("FunctionError"):
+                            raise Failure(f"{fn} failed on the {case} group behind the timing proxy")
+                        duration, _, init = parse_report(base64.b64decode(answer["LogResult"]).decode())
+                        count, api, _ = proxy.summary()
+                        if i > 0:
+                            s = samples.setdefault((fn, case, "profile"), {"api": [], "own": [], "calls": []})
+                            s["api"].append(api * 1000)
+                            s["own"].append(duration - api * 1000)
+                            s["calls"].append(count)
     for key, s in samples.items():
+        if key[2] == "profile":
+            results[("one",) + key] = {"api": median(s["api"]), "own": median(s["own"]), "calls": median(s["calls"])}
+            continue
         results[("one",) + key] = {"ms": median(s["ms"]), "wall": median(s["wall"]), "mb": max(s["mb"]),
                                    "n": len(s["ms"])}
 
@@ -563,7 +600,13 @@ def populate(ec2, n, seed):
 SWEEP_OWN = ("config:StartConfigRulesEvaluation", "config:DescribeConfigRuleEvaluationStatus")
 
 
-def sweep_once(args, ctx, fn, n, run):
+# The sweep's variants: the function, and its zip. `rust-iam` is the Rust function with the
+# role `deploy up` gives it (the lab's policy, without ec2:DescribeSecurityGroupRules), denied
+# as AWS would deny it.
+VARIANTS = {"rust": "rust", "python": "python", "rust-iam": "rust"}
+
+
+def sweep_once(args, ctx, fn, n, run, profile=False):
     """One sweep on a fresh local AWS: n random groups, a periodic rule, StartConfigRulesEvaluation,
     until the function's invocation ended; then its REPORT line, the calls it made and the
     evaluations it reported."""
@@ -575,7 +618,10 @@ def sweep_once(args, ctx, fn, n, run):
         aws.front.ec2.describe_security_groups(GroupNames=["default"])
         groups = n + 1
         need_fix += 1
-        create_function(aws, f"bench-{fn}", ctx["zips"][fn], timeout=900)
+        deny = ["DescribeSecurityGroupRules"] if fn == "rust-iam" else []
+        proxy = TimingProxy(args.port, deny=deny).__enter__() if profile or deny else None
+        endpoint = f"http://127.0.0.1:{proxy.port}" if proxy else None
+        create_function(aws, f"bench-{fn}", ctx["zips"][VARIANTS[fn]], timeout=900, endpoint=endpoint)
         rule = "bench-sweep"
         # The rule first (no recorder yet, so putting it evaluates nothing), then the recorder.
         aws.front.config.put_config_rule(ConfigRule={
@@ -601,6 +647,9 @@ def sweep_once(args, ctx, fn, n, run):
         if "LastFailedInvocationTime" in status:
             raise Failure(f"the {fn} sweep failed: {status.get('LastErrorCode')}: {status.get('LastErrorMessage')}")
         calls = {op: c for op, c in aws.calls().items() if op not in SWEEP_OWN}
+        if deny:
+            # Denied by the proxy, so never seen by the local AWS; on AWS they are calls too.
+            calls["ec2:DescribeSecurityGroupRules"] = sum(1 for r in proxy.records if r[0].endswith("(denied)"))
         reports = wait_for("the sweep's REPORT line", lambda: _quiet(lambda: aws.front.logs.filter_log_events(
             logGroupName=f"/aws/lambda/bench-{fn}", filterPattern="REPORT")["events"]), 30, 0.2)
         duration, memory, init = parse_report(reports[-1]["message"])
@@ -612,14 +661,18 @@ def sweep_once(args, ctx, fn, n, run):
                 if sorted(rule_keys(g)) != sorted(REQUIRED)]
         if left:
             raise Failure(f"the {fn} sweep left {len(left)} groups off the baseline, e.g. {left[0]['GroupId']}")
-        return {"ms": duration + (init or 0.0), "wall": wall, "mb": memory, "calls": calls,
-                "fixed": need_fix, "groups": groups}
+        result = {"ms": duration + (init or 0.0), "wall": wall, "mb": memory, "calls": calls,
+                  "fixed": need_fix, "groups": groups}
+        if proxy:
+            proxy.__exit__()
+            result["profile"] = proxy.summary()
+        return result
 
 
 def bench_sweep(args, ctx, results):
     for n in args.sizes:
-        runs = 1 if args.quick else (args.runs if n <= 1000 else args.large_runs)
-        for fn in ("rust", "python"):
+        runs = 1 if args.quick else (args.sweep_runs if n <= 1000 else args.large_runs)
+        for fn in args.functions + (["rust-iam"] if args.lab_policy and "rust-iam" not in args.functions else []):
             samples = [sweep_once(args, ctx, fn, n, run) for run in range(runs)]
             calls = samples[0]["calls"]
             results[("sweep", fn, n)] = {
@@ -627,6 +680,11 @@ def bench_sweep(args, ctx, results):
                 "mb": max(s["mb"] for s in samples), "calls": sum(calls.values()), "by_op": calls,
                 "fixed": samples[0]["fixed"], "groups": samples[0]["groups"], "n": runs,
             }
+            if args.profile:
+                # The first run's groups again, the function's calls through the timing proxy.
+                profiled = sweep_once(args, ctx, fn, n, 0, profile=True)
+                count, api, by_op = profiled["profile"]
+                results[("sweep", fn, n)]["profile"] = {"ms": profiled["ms"], "api": api * 1000, "by_op": by_op}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -674,6 +732,9 @@ def table(args, ctx, results):
                 ratio = p["ms"] / r["ms"]
                 add(f"1. {kind} evaluation, {label}", fmt_ms(r["ms"]), fmt_ms(p["ms"]), f"{ratio:.1f}×",
                     "Rust ≥10× faster", verdict(ratio >= 10))
+            r, p = one("rust", case, "profile"), one("python", case, "profile")
+            add(f"1. warm, {label}: in API calls + own time", profile_text(r), profile_text(p),
+                f"{p['own'] / r['own']:.1f}× (own)", "", "")
             r_mb = max(one("rust", case, k)["mb"] for k in ("cold", "warm"))
             p_mb = max(one("python", case, k)["mb"] for k in ("cold", "warm"))
             add(f"1. max RSS, {label}", f"{r_mb} MB", f"{p_mb} MB", f"{r_mb / p_mb:.2f}",
@@ -689,16 +750,27 @@ def table(args, ctx, results):
         add("2. `up` wall ÷ sum of its call latencies", f"{lat['wall']:.2f} s ÷ {lat['sum']:.2f} s = {lat['ratio']:.2f}",
             "", "", "≤1.3", verdict(lat["ratio"] <= 1.3))
     for n in args.sizes:
-        r, p = results.get(("sweep", "rust", n)), results.get(("sweep", "python", n))
-        if not r:
+        r, p, i = (results.get(("sweep", fn, n)) for fn in ("rust", "python", "rust-iam"))
+        base = r or i or p
+        if not base or not p:
             continue
-        label = f"{r['groups']} groups, {r['fixed']} to fix"
-        add(f"3. sweep {label}: function time", fmt_ms(r["ms"]), fmt_ms(p["ms"]), f"{p['ms'] / r['ms']:.1f}×",
-            "≤10 s at 5,000" if n >= 5000 else "", verdict(r["ms"] <= 10000) if n >= 5000 else "")
-        add(f"3. sweep {label}: until evaluated", f"{r['wall']:.2f} s", f"{p['wall']:.2f} s",
-            f"{p['wall'] / r['wall']:.1f}×", "", "")
-        add(f"3. sweep {label}: API calls", calls_text(r), calls_text(p), "", expected_calls(r), "")
-        add(f"3. sweep {label}: max RSS", f"{r['mb']} MB", f"{p['mb']} MB", f"{r['mb'] / p['mb']:.2f}", "", "")
+        label = f"{base['groups']} groups, {base['fixed']} to fix"
+        goal = lambda x: ("≤10 s at 5,000", verdict(x["ms"] <= 10000)) if n >= 5000 else ("", "")  # noqa: E731
+        if r:
+            add(f"3. sweep {label}: function time", fmt_ms(r["ms"]), fmt_ms(p["ms"]), f"{p['ms'] / r['ms']:.1f}×",
+                *goal(r))
+            add(f"3. sweep {label}: until evaluated", f"{r['wall']:.2f} s", f"{p['wall']:.2f} s",
+                f"{p['wall'] / r['wall']:.1f}×", "", "")
+            add(f"3. sweep {label}: API calls", calls_text(r), calls_text(p), "", expected_calls(r), "")
+            if "profile" in r:
+                add(f"3. sweep {label}: in API calls (profiled run)", sweep_profile_text(r), sweep_profile_text(p),
+                    "", "", "")
+        if i:
+            add(f"3. sweep {label}, Rust with the lab's role (DescribeSecurityGroupRules denied): function time",
+                fmt_ms(i["ms"]), fmt_ms(p["ms"]), f"{p['ms'] / i['ms']:.1f}×", *goal(i))
+            add(f"3. sweep {label}, Rust with the lab's role: API calls (rules: denied)", calls_text(i),
+                calls_text(p), "", "", "")
+        add(f"3. sweep {label}: max RSS", f"{base['mb']} MB", f"{p['mb']} MB", f"{base['mb'] / p['mb']:.2f}", "", "")
     if ("artifact", "rust") in results:
         rz, pz = results[("artifact", "rust")], results[("artifact", "python")]
         add(f"4. zip size ({ctx['rust_kind'].split(' ')[0]} Rust)", f"{rz / 1e6:.2f} MB", f"{pz / 1e6:.2f} MB", "",
@@ -709,6 +781,17 @@ def table(args, ctx, results):
     head = ["| measure | Rust / `deploy` | lab's approach (Python / awscli) | ratio | goal | |",
             "|---|---|---|---|---|---|"]
     return "\n".join(head + rows)
+
+
+def profile_text(r):
+    return f"{fmt_ms(r['api'])} in {r['calls']:.0f} calls + {fmt_ms(r['own'])}"
+
+
+def sweep_profile_text(r):
+    prof = r["profile"]
+    ops = sorted(prof["by_op"].items(), key=lambda kv: -kv[1][1])
+    parts = ", ".join(f"{op} {fmt_ms(sec * 1000)}" for op, (_, sec) in ops if sec * 1000 >= 0.05 * prof["api"])
+    return f"{fmt_ms(prof['api'])} of {fmt_ms(prof['ms'])} ({parts})"
 
 
 def calls_text(r):
@@ -752,12 +835,19 @@ def main():
     parser.add_argument("--quick", action="store_true", help="small N, one run each (the test command's run)")
     parser.add_argument("--port", type=int, default=4610)
     parser.add_argument("--runs", type=int, default=5, help="runs per measure (median reported)")
-    parser.add_argument("--large-runs", type=int, default=3, help="runs of sweeps over 1,000 groups")
+    parser.add_argument("--sweep-runs", type=int, default=3, help="runs of sweeps of up to 1,000 groups")
+    parser.add_argument("--large-runs", type=int, default=1, help="runs of sweeps over 1,000 groups")
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=None)
     parser.add_argument("--only", default="one,provision,sweep,artifacts")
     parser.add_argument("--debug-zip", action="store_true", help="use the debug build even if the release zip exists")
+    parser.add_argument("--functions", type=lambda s: s.split(","), default=["rust", "python"],
+                        help="the sweep's functions: rust, python, rust-iam (see --lab-policy)")
+    parser.add_argument("--lab-policy", action="store_true",
+                        help="also sweep with the Rust function's calls denied as the lab's IAM policy denies them")
+    parser.add_argument("--profile", action="store_true",
+                        help="one more sweep per function and size with its calls timed by a proxy")
     parser.add_argument("--cold-ci", action="store_true", help="also time .ci/run in a fresh clone (long)")
-    parser.add_argument("--sweep-timeout", type=float, default=600)
+    parser.add_argument("--sweep-timeout", type=float, default=1200)
     parser.add_argument("--json", help="also write the raw results here")
     args = parser.parse_args()
     args.sizes = args.sizes or ([50] if args.quick else [1000, 5000])
@@ -802,7 +892,7 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
 
     print(f"Rust function zip: {ctx['rust_kind']}; `deploy`: debug build; "
-          f"{'quick run (1 run each)' if args.quick else f'medians of {args.runs} runs ({args.large_runs} for sweeps over 1,000 groups)'}.\n")
+          f"{'quick run (1 run each)' if args.quick else f'medians of {args.runs} runs; sweeps: {args.sweep_runs} runs up to 1,000 groups, {args.large_runs} above'}.\n")
     print(table(args, ctx, results))
     if args.json:
         with open(args.json, "w") as f:

@@ -31,9 +31,20 @@ def operation(method, path, headers, body):
     return method + " " + path.split("?")[0][:60]
 
 
+DENIED = """<?xml version="1.0" encoding="UTF-8"?>
+<Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>You are not authorized to perform this \
+operation. User: arn:aws:sts::123456789012:assumed-role/awsconfig_lambda_ec2_security_group_role/bench is not \
+authorized to perform: ec2:{op} because no identity-based policy allows the ec2:{op} action</Message></Error>\
+</Errors><RequestID>00000000-0000-4000-8000-000000000000</RequestID></Response>"""
+
+
 class TimingProxy:
-    def __init__(self, backend_port):
+    """`deny`: EC2 operations answered with UnauthorizedOperation instead of being forwarded, as
+    AWS answers a role whose policy lacks them (the local AWS does not enforce IAM)."""
+
+    def __init__(self, backend_port, deny=()):
         self.backend_port = backend_port
+        self.deny = set(deny)
         self.records = []  # (operation, start, latency seconds, status)
         self.lock = threading.Lock()
         proxy = self
@@ -65,6 +76,17 @@ class TimingProxy:
                 body = self._body()
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
                 headers["Content-Length"] = str(len(body))
+                op = operation(self.command, self.path, {k.lower(): v for k, v in headers.items()}, body)
+                if op in proxy.deny:
+                    data = DENIED.format(op=op).encode()
+                    with proxy.lock:
+                        proxy.records.append((op + " (denied)", time.perf_counter(), 0.0, 403))
+                    self.send_response_only(403, "Forbidden")
+                    self.send_header("Content-Type", "text/xml;charset=UTF-8")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 conn = getattr(self.server.local, "conn", None)
                 if conn is None:
                     conn = http.client.HTTPConnection("127.0.0.1", proxy.backend_port, timeout=300)
@@ -84,7 +106,6 @@ class TimingProxy:
                     answer = conn.getresponse()
                     data = answer.read()
                 latency = time.perf_counter() - start
-                op = operation(self.command, self.path, {k.lower(): v for k, v in headers.items()}, body)
                 with proxy.lock:
                     proxy.records.append((op, start, latency, answer.status))
                 self.send_response_only(answer.status, answer.reason)
