@@ -197,6 +197,35 @@ pub async fn ensure_trail(lab: &Lab, dry_run: bool) -> Result<Step> {
         .detail(format!("management events to s3://{}/{TRAIL_PREFIX}/", lab.names.bucket)))
 }
 
+/// The targets of the fast-path rule.
+async fn targets(lab: &Lab) -> Result<Vec<Target>> {
+    let out = lab
+        .clients
+        .events
+        .list_targets_by_rule()
+        .rule(FAST_PATH_RULE)
+        .send()
+        .await
+        .map_err(|e| Error::aws(format!("reading the targets of {FAST_PATH_RULE}"), e))?;
+    Ok(out.targets().to_vec())
+}
+
+/// Removes targets from the fast-path rule (nothing to do for none).
+async fn remove_targets(lab: &Lab, ids: Vec<String>) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    lab.clients
+        .events
+        .remove_targets()
+        .rule(FAST_PATH_RULE)
+        .set_ids(Some(ids))
+        .send()
+        .await
+        .map(drop)
+        .map_err(|e| Error::aws(format!("removing the targets of {FAST_PATH_RULE}"), e))
+}
+
 pub async fn ensure_rule(lab: &Lab, dry_run: bool) -> Result<Step> {
     const KIND: &str = "event-rule";
     let events = &lab.clients.events;
@@ -216,14 +245,9 @@ pub async fn ensure_rule(lab: &Lab, dry_run: bool) -> Result<Step> {
             if current.as_ref() != Some(&pattern) || rule.state() != Some(&RuleState::Enabled) {
                 changed.push("pattern");
             }
-            let targets = events
-                .list_targets_by_rule()
-                .rule(FAST_PATH_RULE)
-                .send()
-                .await
-                .map_err(|e| Error::aws(format!("reading the targets of {FAST_PATH_RULE}"), e))?;
-            let only_ours = targets.targets().len() == 1
-                && targets.targets().iter().all(|t| t.id() == TARGET_ID && t.arn() == lab.function_arn().as_str());
+            let targets = targets(lab).await?;
+            let only_ours = targets.len() == 1
+                && targets.iter().all(|t| t.id() == TARGET_ID && t.arn() == lab.function_arn().as_str());
             if !only_ours {
                 changed.push("target");
             }
@@ -257,23 +281,8 @@ pub async fn ensure_rule(lab: &Lab, dry_run: bool) -> Result<Step> {
         put = put.tags(tag);
     }
     put.send().await.map_err(|e| Error::aws(format!("putting EventBridge rule {FAST_PATH_RULE}"), e))?;
-    let existing = events
-        .list_targets_by_rule()
-        .rule(FAST_PATH_RULE)
-        .send()
-        .await
-        .map_err(|e| Error::aws(format!("reading the targets of {FAST_PATH_RULE}"), e))?;
-    let extra: Vec<String> =
-        existing.targets().iter().filter(|t| t.id() != TARGET_ID).map(|t| t.id().to_owned()).collect();
-    if !extra.is_empty() {
-        events
-            .remove_targets()
-            .rule(FAST_PATH_RULE)
-            .set_ids(Some(extra))
-            .send()
-            .await
-            .map_err(|e| Error::aws(format!("removing targets of {FAST_PATH_RULE}"), e))?;
-    }
+    let extra = targets(lab).await?.iter().filter(|t| t.id() != TARGET_ID).map(|t| t.id().to_owned()).collect();
+    remove_targets(lab, extra).await?;
     let target =
         Target::builder().id(TARGET_ID).arn(lab.function_arn()).build().map_err(|e| Error::Failed(e.to_string()))?;
     events
@@ -338,24 +347,10 @@ pub async fn delete(lab: &Lab, dry_run: bool) -> Result<Vec<Step>> {
         Ownership::Foreign => steps.push(Step::new("event-rule", FAST_PATH_RULE, Action::Kept).detail("not the lab's")),
         Ownership::Ours => {
             if !dry_run {
-                let events = &lab.clients.events;
-                let targets = events
-                    .list_targets_by_rule()
-                    .rule(FAST_PATH_RULE)
-                    .send()
-                    .await
-                    .map_err(|e| Error::aws(format!("reading the targets of {FAST_PATH_RULE}"), e))?;
-                let ids: Vec<String> = targets.targets().iter().map(|t| t.id().to_owned()).collect();
-                if !ids.is_empty() {
-                    events
-                        .remove_targets()
-                        .rule(FAST_PATH_RULE)
-                        .set_ids(Some(ids))
-                        .send()
-                        .await
-                        .map_err(|e| Error::aws(format!("removing the targets of {FAST_PATH_RULE}"), e))?;
-                }
-                events
+                let ids = targets(lab).await?.iter().map(|t| t.id().to_owned()).collect();
+                remove_targets(lab, ids).await?;
+                lab.clients
+                    .events
                     .delete_rule()
                     .name(FAST_PATH_RULE)
                     .send()

@@ -194,30 +194,7 @@ impl Lab {
 
 /// Decodes the URL-encoded policy documents IAM returns and parses them.
 pub fn parse_policy(document: &str) -> Option<serde_json::Value> {
-    serde_json::from_str(document).ok().or_else(|| serde_json::from_str(&percent_decode(document)).ok())
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push((h * 16 + l) as u8);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    serde_json::from_str(document).ok().or_else(|| serde_json::from_str(&localaws::http::percent_decode(document)).ok())
 }
 
 #[cfg(test)]

@@ -50,24 +50,9 @@ fn actions(report: &Report) -> Vec<(&'static str, Action)> {
     report.steps.iter().map(|s| (s.resource, s.action)).collect()
 }
 
+/// A policy document as IAM answers it (URL-encoded).
 fn policy(text: &str) -> Value {
-    let decoded: String = {
-        // IAM answers URL-encoded documents.
-        let bytes = text.as_bytes();
-        let mut out = Vec::new();
-        let mut i = 0;
-        while i < bytes.len() {
-            if bytes[i] == b'%' && i + 2 < bytes.len() {
-                out.push(u8::from_str_radix(&text[i + 1..i + 3], 16).unwrap());
-                i += 3;
-            } else {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-        String::from_utf8(out).unwrap()
-    };
-    serde_json::from_str(&decoded).unwrap()
+    deploy::lab::parse_policy(text).unwrap()
 }
 
 fn policy_file(name: &str) -> Value {
