@@ -78,27 +78,57 @@ impl AwsError {
     }
 }
 
-/// One page of DescribeSecurityGroups.
+/// Security groups as read by DescribeSecurityGroups: those read completely, and those
+/// holding a rule this function cannot interpret (never acted on).
 #[derive(Debug, Clone, Default)]
 pub struct GroupPage {
     pub groups: Vec<GroupState>,
+    pub unreadable: Vec<(String, AwsError)>,
     pub next_token: Option<String>,
 }
 
+/// Each group's ingress rules with their `SecurityGroupRuleId`s, or why they could not be read
+/// completely. Every requested group has an entry.
+pub type RulesByGroup = BTreeMap<String, Result<Vec<ObservedRule>, AwsError>>;
+
+/// At most this many values per EC2 filter.
+pub const GROUPS_PER_FILTER: usize = 200;
+
 /// The EC2 calls of the function.
 pub trait Ec2: Send + Sync {
-    /// DescribeSecurityGroups for one group; `Ok(None)` when it no longer exists.
-    fn describe_group(&self, group_id: &str) -> impl Future<Output = Result<Option<GroupState>, AwsError>> + Send;
+    /// DescribeSecurityGroups for these groups (any number; the implementation batches them).
+    /// Groups that no longer exist are absent from the answer.
+    fn describe_groups(&self, group_ids: &[String]) -> impl Future<Output = Result<GroupPage, AwsError>> + Send;
     /// One page of DescribeSecurityGroups over the whole region.
     fn describe_groups_page(
         &self,
         next_token: Option<String>,
     ) -> impl Future<Output = Result<GroupPage, AwsError>> + Send;
-    /// Every ingress rule of the group with its `SecurityGroupRuleId` (all pages).
-    fn ingress_rules(&self, group_id: &str) -> impl Future<Output = Result<Vec<ObservedRule>, AwsError>> + Send;
+    /// Every ingress rule of these groups with its `SecurityGroupRuleId` (all pages; any number
+    /// of groups, batched by the implementation).
+    fn ingress_rules_of(&self, group_ids: &[String]) -> impl Future<Output = Result<RulesByGroup, AwsError>> + Send;
     /// Revokes the rules: by rule id when every rule has one, else by permission.
     fn revoke(&self, group_id: &str, rules: &[ObservedRule]) -> impl Future<Output = Result<(), AwsError>> + Send;
     fn authorize(&self, group_id: &str, rules: &[Rule]) -> impl Future<Output = Result<(), AwsError>> + Send;
+
+    /// One group; `Ok(None)` when it no longer exists.
+    fn describe_group(&self, group_id: &str) -> impl Future<Output = Result<Option<GroupState>, AwsError>> + Send {
+        async move {
+            let page = self.describe_groups(&[group_id.to_owned()]).await?;
+            if let Some((_, err)) = page.unreadable.into_iter().find(|(id, _)| id == group_id) {
+                return Err(err);
+            }
+            Ok(page.groups.into_iter().find(|g| g.group_id == group_id))
+        }
+    }
+
+    /// One group's ingress rules with their ids.
+    fn ingress_rules(&self, group_id: &str) -> impl Future<Output = Result<Vec<ObservedRule>, AwsError>> + Send {
+        async move {
+            let mut rules = self.ingress_rules_of(&[group_id.to_owned()]).await?;
+            rules.remove(group_id).unwrap_or(Ok(Vec::new()))
+        }
+    }
 }
 
 /// One evaluation to report to Config.
@@ -129,22 +159,33 @@ pub trait Evaluations: Send + Sync {
 }
 
 impl Ec2 for aws_sdk_ec2::Client {
-    async fn describe_group(&self, group_id: &str) -> Result<Option<GroupState>, AwsError> {
+    async fn describe_groups(&self, group_ids: &[String]) -> Result<GroupPage, AwsError> {
         const OP: &str = "DescribeSecurityGroups";
-        match self.describe_security_groups().group_ids(group_id).send().await {
-            Ok(output) => {
-                let group = output.security_groups().iter().find(|g| g.group_id() == Some(group_id));
-                group.map(|g| group_state(OP, g)).transpose()
-            }
-            Err(err) => {
-                let err = AwsError::from_sdk(OP, err);
-                if err.kind == ErrorKind::GroupNotFound {
-                    Ok(None)
-                } else {
-                    Err(err)
+        let mut read = GroupPage::default();
+        // A group-id filter, not GroupIds: a group deleted meanwhile is absent, not an error.
+        for chunk in group_ids.chunks(GROUPS_PER_FILTER) {
+            let filter = Filter::builder().name("group-id").set_values(Some(chunk.to_vec())).build();
+            let mut token: Option<String> = None;
+            for _ in 0..MAX_PAGES {
+                let output = self
+                    .describe_security_groups()
+                    .filters(filter.clone())
+                    .max_results(1000)
+                    .set_next_token(token.take())
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::from_sdk(OP, e))?;
+                add_groups(OP, output.security_groups(), &mut read, Some(chunk));
+                token = next(output.next_token());
+                if token.is_none() {
+                    break;
                 }
             }
+            if token.is_some() {
+                return Err(too_many_pages(OP, chunk));
+            }
         }
+        Ok(read)
     }
 
     async fn describe_groups_page(&self, next_token: Option<String>) -> Result<GroupPage, AwsError> {
@@ -156,40 +197,54 @@ impl Ec2 for aws_sdk_ec2::Client {
             .send()
             .await
             .map_err(|e| AwsError::from_sdk(OP, e))?;
-        let groups = output.security_groups().iter().map(|g| group_state(OP, g)).collect::<Result<_, _>>()?;
-        Ok(GroupPage { groups, next_token: output.next_token().filter(|t| !t.is_empty()).map(str::to_owned) })
+        let mut page = GroupPage { next_token: next(output.next_token()), ..GroupPage::default() };
+        add_groups(OP, output.security_groups(), &mut page, None);
+        Ok(page)
     }
 
-    async fn ingress_rules(&self, group_id: &str) -> Result<Vec<ObservedRule>, AwsError> {
+    async fn ingress_rules_of(&self, group_ids: &[String]) -> Result<RulesByGroup, AwsError> {
         const OP: &str = "DescribeSecurityGroupRules";
-        let filter = Filter::builder().name("group-id").values(group_id).build();
-        let mut token: Option<String> = None;
-        let mut rules = Vec::new();
-        // Bounded: EC2 allows at most 1,000 rules per group, 1,000 per page.
-        for _ in 0..100 {
-            let output = self
-                .describe_security_group_rules()
-                .filters(filter.clone())
-                .max_results(1000)
-                .set_next_token(token.take())
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk(OP, e))?;
-            for rule in output.security_group_rules() {
-                if rule.is_egress() == Some(false) && rule.group_id() == Some(group_id) {
-                    rules.push(observed_rule(rule).map_err(|e| unreadable(OP, group_id, e))?);
+        let mut read: RulesByGroup = group_ids.iter().map(|id| (id.clone(), Ok(Vec::new()))).collect();
+        for chunk in group_ids.chunks(GROUPS_PER_FILTER) {
+            let filter = Filter::builder().name("group-id").set_values(Some(chunk.to_vec())).build();
+            let mut token: Option<String> = None;
+            for _ in 0..MAX_PAGES {
+                let output = self
+                    .describe_security_group_rules()
+                    .filters(filter.clone())
+                    .max_results(1000)
+                    .set_next_token(token.take())
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::from_sdk(OP, e))?;
+                for rule in output.security_group_rules() {
+                    if rule.is_egress() != Some(false) {
+                        continue;
+                    }
+                    // Only the groups asked for, whatever the endpoint answers.
+                    let Some(Ok(rules)) = rule.group_id().and_then(|id| read.get_mut(id)) else { continue };
+                    match observed_rule(rule) {
+                        Ok(observed) => rules.push(observed),
+                        Err(err) => {
+                            let id = rule.group_id().unwrap_or_default().to_owned();
+                            let err = unreadable(OP, &id, err);
+                            read.insert(id, Err(err));
+                        }
+                    }
+                }
+                token = next(output.next_token());
+                if token.is_none() {
+                    break;
                 }
             }
-            token = output.next_token().filter(|t| !t.is_empty()).map(str::to_owned);
-            if token.is_none() {
-                return Ok(rules);
+            if token.is_some() {
+                // Every group of the chunk may have rules on the pages not read.
+                for id in chunk {
+                    read.insert(id.clone(), Err(too_many_pages(OP, std::slice::from_ref(id))));
+                }
             }
         }
-        Err(AwsError::new(
-            OP,
-            ErrorKind::Unreadable,
-            format!("{group_id}: more than 100 pages of rules; refusing to act on a partial read"),
-        ))
+        Ok(read)
     }
 
     async fn revoke(&self, group_id: &str, rules: &[ObservedRule]) -> Result<(), AwsError> {
@@ -283,6 +338,36 @@ impl Evaluations for aws_sdk_config::Client {
                 },
             )?;
         Ok(output.failed_evaluations().len())
+    }
+}
+
+/// Pages read per call before the function gives up on reading completely.
+const MAX_PAGES: usize = 100;
+
+fn next(token: Option<&str>) -> Option<String> {
+    token.filter(|t| !t.is_empty()).map(str::to_owned)
+}
+
+fn too_many_pages(operation: &'static str, group_ids: &[String]) -> AwsError {
+    AwsError::new(
+        operation,
+        ErrorKind::Unreadable,
+        format!("{}: more than {MAX_PAGES} pages of answers; refusing to act on a partial read", group_ids.join(", ")),
+    )
+}
+
+/// Adds the groups of one answer to `page`: each read completely, or unreadable. With `asked`,
+/// only those groups.
+fn add_groups(operation: &'static str, groups: &[SecurityGroup], page: &mut GroupPage, asked: Option<&[String]>) {
+    for group in groups {
+        let id = group.group_id().unwrap_or_default();
+        if asked.is_some_and(|asked| !asked.iter().any(|a| a == id)) {
+            continue;
+        }
+        match group_state(operation, group) {
+            Ok(state) => page.groups.push(state),
+            Err(err) => page.unreadable.push((id.to_owned(), err)),
+        }
     }
 }
 

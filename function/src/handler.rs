@@ -5,12 +5,15 @@
 //! a group; a group is changed only after it was read completely; after a change the group is
 //! read again and must equal the baseline.
 
+use std::collections::BTreeMap;
+
 use aws_smithy_types::DateTime;
+use futures_util::stream::{self, StreamExt};
 use lambda_runtime::Diagnostic;
 use tracing::{info, warn};
 
 use crate::aws::{AwsError, Ec2, ErrorKind, EvaluationRecord, Evaluations};
-use crate::evaluate::{describe_changes, evaluate, plan, truncate, Compliance, GroupState};
+use crate::evaluate::{describe_changes, evaluate, plan, truncate, Compliance, GroupState, Plan};
 use crate::event::{ApiCall, EventError, Invocation, Message, ResourceRef, SECURITY_GROUP};
 use crate::parameters::{ParameterError, Parameters};
 use crate::rules::{embedded_baseline, permissions_json, Rule, RuleError};
@@ -170,7 +173,7 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
         Ok(outcome)
     }
 
-    /// Evaluates every group of the region, reporting in batches as it goes.
+    /// Evaluates every group of the region, a page at a time, reporting in batches as it goes.
     async fn sweep(
         &self,
         time: DateTime,
@@ -181,15 +184,26 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
     ) -> Result<(), HandlerError> {
         let mut next_token = None;
         let mut reported = 0;
-        loop {
+        // Bounded: 1,000 groups per page; no region holds a million security groups.
+        for _ in 0..1000 {
             let page = self
                 .ec2
                 .describe_groups_page(next_token)
                 .await
                 .map_err(|e| HandlerError::aws("(all groups of the region)", e))?;
-            for group in page.groups {
-                let group_id = group.group_id.clone();
-                let (compliance, annotation) = self.enforce(group, required, parameters, outcome).await?;
+            let mut results = Vec::with_capacity(page.groups.len() + page.unreadable.len());
+            for (group_id, err) in page.unreadable {
+                warn!("{err}");
+                if !group_id.is_empty() {
+                    results.push((
+                        group_id,
+                        Compliance::NonCompliant,
+                        truncate(format!("Not changed: {}", err.message)),
+                    ));
+                }
+            }
+            results.extend(self.enforce_all(page.groups, required, parameters, outcome).await?);
+            for (group_id, compliance, annotation) in results {
                 outcome.evaluations.push(EvaluationRecord {
                     compliance_resource_type: SECURITY_GROUP.to_owned(),
                     compliance_resource_id: group_id,
@@ -197,20 +211,22 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
                     annotation,
                     ordering_timestamp: time,
                 });
-                if outcome.evaluations.len() - reported == EVALUATIONS_PER_CALL {
-                    self.report(token, &outcome.evaluations[reported..]).await?;
-                    reported = outcome.evaluations.len();
-                }
             }
+            let full = (outcome.evaluations.len() - reported) / EVALUATIONS_PER_CALL * EVALUATIONS_PER_CALL;
+            self.report(token, &outcome.evaluations[reported..reported + full]).await?;
+            reported += full;
             next_token = page.next_token;
             if next_token.is_none() {
-                break;
+                if outcome.evaluations.len() > reported {
+                    self.report(token, &outcome.evaluations[reported..]).await?;
+                }
+                return Ok(());
             }
         }
-        if outcome.evaluations.len() > reported {
-            self.report(token, &outcome.evaluations[reported..]).await?;
-        }
-        Ok(())
+        Err(HandlerError::aws(
+            "(all groups of the region)",
+            AwsError::new("DescribeSecurityGroups", ErrorKind::Other, "more than 1,000 pages of security groups"),
+        ))
     }
 
     /// Reads one group and enforces the baseline on it.
@@ -222,82 +238,189 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
         outcome: &mut Outcome,
     ) -> Result<(Compliance, String), HandlerError> {
         match self.ec2.describe_group(group_id).await {
-            Ok(Some(group)) => self.enforce(group, required, parameters, outcome).await,
-            Ok(None) => Ok((Compliance::NotApplicable, format!("The security group {group_id} no longer exists."))),
+            Ok(Some(group)) => {
+                let mut results = self.enforce_all(vec![group], required, parameters, outcome).await?;
+                match results.pop() {
+                    Some((_, compliance, annotation)) => Ok((compliance, annotation)),
+                    None => Ok((Compliance::NotApplicable, gone(group_id))),
+                }
+            }
+            Ok(None) => Ok((Compliance::NotApplicable, gone(group_id))),
+            Err(err) if err.kind == ErrorKind::Unreadable => {
+                warn!("{err}");
+                Ok((Compliance::NonCompliant, truncate(format!("Not changed: {}", err.message))))
+            }
             Err(err) => denied(group_id, err),
         }
     }
 
-    /// Evaluates a group read completely and, in remediate mode, changes it to the baseline.
-    async fn enforce(
+    /// Evaluates groups read completely and, in remediate mode, changes the drifted ones to the
+    /// baseline: their rule ids are read in batches, the changes run a few groups at a time,
+    /// and the changed groups are read again in batches to verify them. Returns one result per
+    /// group, in order.
+    async fn enforce_all(
         &self,
-        group: GroupState,
+        groups: Vec<GroupState>,
         required: &[Rule],
         parameters: &Parameters,
         outcome: &mut Outcome,
-    ) -> Result<(Compliance, String), HandlerError> {
-        let id = group.group_id.clone();
-        if parameters.debug {
-            info!(
-                "security group definition: {id}, tags {:?}, ip_permissions {}",
-                group.tags,
-                permissions_json(group.ingress.iter().map(|o| &o.rule))
-            );
+    ) -> Result<Vec<(String, Compliance, String)>, HandlerError> {
+        let mut results: Vec<(String, Compliance, String)> = Vec::with_capacity(groups.len());
+        let mut drifted = Vec::new();
+        for group in groups {
+            if parameters.debug {
+                info!(
+                    "security group definition: {}, tags {:?}, ip_permissions {}",
+                    group.group_id,
+                    group.tags,
+                    permissions_json(group.ingress.iter().map(|o| &o.rule))
+                );
+            }
+            let decision = evaluate(&group, required, parameters);
+            results.push((group.group_id.clone(), decision.compliance, decision.annotation));
+            if !decision.plan.is_empty() {
+                drifted.push((results.len() - 1, group));
+            }
         }
-        let decision = evaluate(&group, required, parameters);
-        if decision.plan.is_empty() {
-            return Ok((decision.compliance, decision.annotation));
+        if drifted.is_empty() {
+            return Ok(results);
         }
-        // Re-read the rules with their ids so that each revoke names exactly one rule.
-        let current = match self.ec2.ingress_rules(&id).await {
-            Ok(ingress) => GroupState { ingress, ..group },
+
+        // Re-read the drifted groups' rules with their ids so that each revoke names exactly
+        // the rules read.
+        let ids: Vec<String> = drifted.iter().map(|(_, g)| g.group_id.clone()).collect();
+        let mut with_ids = match self.ec2.ingress_rules_of(&ids).await {
+            Ok(read) => Some(read),
             Err(err) if err.kind == ErrorKind::AccessDenied => {
                 warn!(
-                    "{} is not allowed ({}); revoking {id} by permission instead of by rule id",
+                    "{} is not allowed ({}); revoking by permission instead of by rule id",
                     err.iam_action(),
                     err.message
                 );
-                group
+                None
             }
-            Err(err) => return denied(&id, err),
+            Err(err) => return Err(HandlerError::aws(&batch_name(&ids), err)),
         };
-        let decision = evaluate(&current, required, parameters);
-        let changes = decision.plan;
+        let mut work = Vec::new();
+        for (index, group) in drifted {
+            let current = match with_ids.as_mut().map(|read| read.remove(&group.group_id)) {
+                None => group,
+                Some(Some(Ok(ingress))) => GroupState { ingress, ..group },
+                Some(None) => GroupState { ingress: Vec::new(), ..group },
+                Some(Some(Err(err))) => {
+                    warn!("{err}");
+                    results[index].1 = Compliance::NonCompliant;
+                    results[index].2 = truncate(format!("Not changed: {}", err.message));
+                    continue;
+                }
+            };
+            let decision = evaluate(&current, required, parameters);
+            results[index].1 = decision.compliance;
+            results[index].2 = decision.annotation;
+            if !decision.plan.is_empty() {
+                work.push((index, current.group_id, decision.plan));
+            }
+        }
+
+        // Apply, a few groups at a time, in order.
+        let applied: Vec<_> = stream::iter(work)
+            .map(|(index, id, plan)| async move {
+                let result = self.apply(&id, &plan).await;
+                (index, id, plan, result)
+            })
+            .buffered(CHANGES_IN_FLIGHT)
+            .collect()
+            .await;
+        let mut changed = Vec::new();
+        let mut failure = None;
+        for (index, id, plan, (revoked, authorized, result)) in applied {
+            if revoked {
+                outcome.revoked.push(Change {
+                    group_id: id.clone(),
+                    rules: plan.revoke.iter().map(|o| o.rule.to_string()).collect(),
+                });
+            }
+            if authorized {
+                outcome.authorized.push(Change {
+                    group_id: id.clone(),
+                    rules: plan.authorize.iter().map(ToString::to_string).collect(),
+                });
+            }
+            match result {
+                Ok(()) => changed.push((index, id)),
+                Err(err) if err.kind == ErrorKind::GroupNotFound => {
+                    results[index].1 = Compliance::NotApplicable;
+                    results[index].2 = gone(&id);
+                }
+                Err(err) => match denied(&id, err) {
+                    Ok((compliance, annotation)) => {
+                        results[index].1 = compliance;
+                        results[index].2 = annotation;
+                    }
+                    Err(err) => {
+                        failure.get_or_insert(err);
+                    }
+                },
+            }
+        }
+        if let Some(err) = failure {
+            return Err(err);
+        }
+        if changed.is_empty() {
+            return Ok(results);
+        }
+
+        // Verify: each changed group must now hold exactly the baseline.
+        let ids: Vec<String> = changed.iter().map(|(_, id)| id.clone()).collect();
+        let after = match self.ec2.describe_groups(&ids).await {
+            Ok(after) => after,
+            Err(err) => {
+                let name = batch_name(&ids);
+                let (compliance, annotation) = denied(&name, err)?;
+                for (index, _) in &changed {
+                    results[*index].1 = compliance;
+                    results[*index].2 = annotation.clone();
+                }
+                return Ok(results);
+            }
+        };
+        let mut after: BTreeMap<String, GroupState> =
+            after.groups.into_iter().map(|g| (g.group_id.clone(), g)).collect();
+        for (index, id) in changed {
+            match after.remove(&id) {
+                None => {
+                    results[index].1 = Compliance::NotApplicable;
+                    results[index].2 = gone(&id);
+                }
+                Some(group) => {
+                    let left = plan(&group.ingress, required);
+                    if !left.is_empty() {
+                        warn!("{id} still differs from the baseline after remediation");
+                        results[index].1 = Compliance::NonCompliant;
+                        results[index].2 =
+                            describe_changes("Remediation incomplete: still extra", "still missing", &left);
+                    }
+                }
+            }
+        }
+        Ok(results)
+    }
+
+    /// Revokes, then authorizes; says which of the two were done.
+    async fn apply(&self, id: &str, changes: &Plan) -> (bool, bool, Result<(), AwsError>) {
         if !changes.revoke.is_empty() {
             info!("revoking for {id}, ip_permissions {}", permissions_json(changes.revoke.iter().map(|o| &o.rule)));
-            if let Err(err) = self.ec2.revoke(&id, &changes.revoke).await {
-                return denied(&id, err);
+            if let Err(err) = self.ec2.revoke(id, &changes.revoke).await {
+                return (false, false, Err(err));
             }
-            outcome.revoked.push(Change {
-                group_id: id.clone(),
-                rules: changes.revoke.iter().map(|o| o.rule.to_string()).collect(),
-            });
         }
         if !changes.authorize.is_empty() {
             info!("authorizing for {id}, ip_permissions {}", permissions_json(&changes.authorize));
-            if let Err(err) = self.ec2.authorize(&id, &changes.authorize).await {
-                return denied(&id, err);
+            if let Err(err) = self.ec2.authorize(id, &changes.authorize).await {
+                return (!changes.revoke.is_empty(), false, Err(err));
             }
-            outcome.authorized.push(Change {
-                group_id: id.clone(),
-                rules: changes.authorize.iter().map(ToString::to_string).collect(),
-            });
         }
-        // Verify: the group must now hold exactly the baseline.
-        let after = match self.ec2.describe_group(&id).await {
-            Ok(Some(after)) => after,
-            Ok(None) => return Ok((Compliance::NotApplicable, format!("The security group {id} no longer exists."))),
-            Err(err) => return denied(&id, err),
-        };
-        let left = plan(&after.ingress, required);
-        if !left.is_empty() {
-            warn!("{id} still differs from the baseline after remediation");
-            return Ok((
-                Compliance::NonCompliant,
-                describe_changes("Remediation incomplete: still extra", "still missing", &left),
-            ));
-        }
-        Ok((decision.compliance, decision.annotation))
+        (!changes.revoke.is_empty(), !changes.authorize.is_empty(), Ok(()))
     }
 
     async fn report(&self, token: &str, evaluations: &[EvaluationRecord]) -> Result<(), HandlerError> {
@@ -332,6 +455,21 @@ fn not_applicable(resource: &ResourceRef, left_scope: bool) -> Option<String> {
         return Some("The resource left the rule's scope.".to_owned());
     }
     None
+}
+
+/// At most this many groups are being changed at once: enough to hide the latency of one call,
+/// few enough to stay clear of EC2's request-rate limits for mutating calls.
+pub const CHANGES_IN_FLIGHT: usize = 4;
+
+fn gone(group_id: &str) -> String {
+    format!("The security group {group_id} no longer exists.")
+}
+
+fn batch_name(ids: &[String]) -> String {
+    match ids {
+        [one] => one.clone(),
+        _ => format!("{} groups", ids.len()),
+    }
 }
 
 /// AccessDenied becomes NON_COMPLIANT naming the missing permission; anything else fails the

@@ -36,6 +36,9 @@ pub struct Parameters {
 #[error("rule parameter {0}")]
 pub struct ParameterError(String);
 
+/// The `requiredIngress` value that asks for an empty baseline explicitly.
+pub const NO_INGRESS: &str = "none";
+
 const KNOWN: &str = "debug, mode, exemptTag, requiredIngress";
 
 impl Parameters {
@@ -91,12 +94,18 @@ impl Parameters {
                     parameters.exempt_tag = Some(tag.to_owned());
                 }
                 "requiredIngress" => {
+                    // An empty baseline strips every ingress rule of every group in scope: only
+                    // when asked for by name.
+                    if value.trim() == NO_INGRESS {
+                        parameters.required_ingress = Some(Vec::new());
+                        continue;
+                    }
                     let rules = parse_compact_list(value)
                         .map_err(|e| ParameterError(format!("`requiredIngress` is invalid: {e}")))?;
                     if rules.is_empty() {
-                        return Err(ParameterError(
-                            "`requiredIngress` is empty: an empty baseline would revoke every ingress rule of every group; list the rules to keep, e.g. tcp/80@0.0.0.0/0,tcp/443@0.0.0.0/0, or remove the parameter to use the built-in baseline".to_owned(),
-                        ));
+                        return Err(ParameterError(format!(
+                            "`requiredIngress` is empty: an empty baseline would revoke every ingress rule of every group; list the rules to keep, e.g. tcp/80@0.0.0.0/0,tcp/443@0.0.0.0/0, remove the parameter to use the built-in baseline, or write `{NO_INGRESS}` if every group in scope must have no ingress at all"
+                        )));
                     }
                     parameters.required_ingress = Some(rules);
                 }
@@ -142,6 +151,16 @@ mod tests {
         assert_eq!(p.exempt_tag.as_deref(), Some("sg-guardrail:exempt"));
         let rules: Vec<String> = p.required_ingress.unwrap().iter().map(ToString::to_string).collect();
         assert_eq!(rules, ["tcp/443@0.0.0.0/0", "tcp/1020-1025@::/0"]);
+    }
+
+    #[test]
+    fn an_empty_baseline_only_when_asked_for_by_name() {
+        for empty in [r#"{"requiredIngress":""}"#, r#"{"requiredIngress":" , "}"#] {
+            let err = Parameters::parse(Some(empty)).unwrap_err().to_string();
+            assert!(err.contains("write `none`"), "{empty}: {err}");
+        }
+        let p = Parameters::parse(Some(r#"{"requiredIngress":" none "}"#)).unwrap();
+        assert_eq!(p.required_ingress, Some(Vec::new()));
     }
 
     #[test]

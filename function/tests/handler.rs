@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use serde_json::Value;
-use sg_function::aws::{AwsError, Ec2, ErrorKind, EvaluationRecord, Evaluations, GroupPage};
+use sg_function::aws::{AwsError, Ec2, ErrorKind, EvaluationRecord, Evaluations, GroupPage, RulesByGroup};
 use sg_function::evaluate::{Compliance, GroupState};
 use sg_function::rules::{ObservedRule, Rule};
 use sg_function::{Handler, HandlerError};
@@ -31,6 +31,12 @@ struct FakeEc2 {
     failing: BTreeSet<&'static str>,
     page_size: usize,
     next_id: Mutex<u64>,
+    /// Groups holding a rule that cannot be interpreted: every read of them says so.
+    unreadable: BTreeSet<String>,
+    /// Groups whose rule ids cannot be read completely (e.g. too many pages).
+    rules_unreadable: BTreeSet<String>,
+    /// Groups deleted by someone else right after they were read.
+    vanishing: BTreeSet<String>,
 }
 
 impl FakeEc2 {
@@ -53,6 +59,10 @@ impl FakeEc2 {
     fn fail(mut self, operation: &'static str) -> Self {
         self.failing.insert(operation);
         self
+    }
+
+    fn unreadable_error(operation: &'static str, id: &str) -> AwsError {
+        AwsError::new(operation, ErrorKind::Unreadable, format!("{id} has a rule this function cannot interpret"))
     }
 
     fn new_id(&self) -> String {
@@ -100,10 +110,26 @@ impl FakeEc2 {
     }
 }
 
+impl FakeEc2 {
+    fn mark_unreadable(&self, mut page: GroupPage) -> GroupPage {
+        let (unreadable, groups) = page.groups.into_iter().partition(|g| self.unreadable.contains(&g.group_id));
+        page.groups = groups;
+        page.unreadable = unreadable
+            .into_iter()
+            .map(|g: GroupState| {
+                let err = Self::unreadable_error("DescribeSecurityGroups", &g.group_id);
+                (g.group_id, err)
+            })
+            .collect();
+        page
+    }
+}
+
 impl Ec2 for FakeEc2 {
-    async fn describe_group(&self, group_id: &str) -> Result<Option<GroupState>, AwsError> {
+    async fn describe_groups(&self, group_ids: &[String]) -> Result<GroupPage, AwsError> {
         self.call("DescribeSecurityGroups")?;
-        Ok(self.state(group_id, false))
+        let groups = group_ids.iter().filter_map(|id| self.state(id, false)).collect();
+        Ok(self.mark_unreadable(GroupPage { groups, ..GroupPage::default() }))
     }
 
     async fn describe_groups_page(&self, next_token: Option<String>) -> Result<GroupPage, AwsError> {
@@ -112,17 +138,39 @@ impl Ec2 for FakeEc2 {
         let ids: Vec<String> = self.groups.lock().unwrap().keys().cloned().collect();
         let end = (start + self.page_size).min(ids.len());
         let groups = ids[start..end].iter().map(|id| self.state(id, false).unwrap()).collect();
-        Ok(GroupPage { groups, next_token: (end < ids.len()).then(|| end.to_string()) })
+        Ok(self.mark_unreadable(GroupPage {
+            groups,
+            next_token: (end < ids.len()).then(|| end.to_string()),
+            ..GroupPage::default()
+        }))
     }
 
-    async fn ingress_rules(&self, group_id: &str) -> Result<Vec<ObservedRule>, AwsError> {
+    async fn ingress_rules_of(&self, group_ids: &[String]) -> Result<RulesByGroup, AwsError> {
         self.call("DescribeSecurityGroupRules")?;
-        Ok(self.state(group_id, true).map(|g| g.ingress).unwrap_or_default())
+        Ok(group_ids
+            .iter()
+            .map(|id| {
+                let read = if self.unreadable.contains(id) || self.rules_unreadable.contains(id) {
+                    Err(Self::unreadable_error("DescribeSecurityGroupRules", id))
+                } else {
+                    Ok(self.state(id, true).map(|g| g.ingress).unwrap_or_default())
+                };
+                (id.clone(), read)
+            })
+            .collect())
     }
 
     async fn revoke(&self, group_id: &str, rules: &[ObservedRule]) -> Result<(), AwsError> {
         self.call("RevokeSecurityGroupIngress")?;
         let mut groups = self.groups.lock().unwrap();
+        if self.vanishing.contains(group_id) {
+            groups.remove(group_id);
+            return Err(AwsError::new(
+                "RevokeSecurityGroupIngress",
+                ErrorKind::GroupNotFound,
+                "InvalidGroup.NotFound: The security group does not exist",
+            ));
+        }
         let existing = &mut groups.get_mut(group_id).unwrap().1;
         for revoked in rules {
             match &revoked.id {
@@ -423,9 +471,12 @@ async fn scheduled_sweep_pages_through_every_group_and_reports_in_batches_of_100
     assert!(puts.iter().flat_map(|(_, e)| e).all(|e| time(e) == "2016-07-19T22:00:00Z"));
     assert_eq!(outcome.revoked.len(), 84);
     assert_eq!(outcome.authorized.len(), 84);
-    let pages = h.ec2().calls().iter().filter(|c| *c == "DescribeSecurityGroups").count();
-    // 7 pages of 40, plus one verification read per remediated group.
-    assert_eq!(pages, 7 + 84);
+    let count = |op: &str| h.ec2().calls().iter().filter(|c| *c == op).count();
+    // 7 pages of 40; per page, one read of the drifted groups' rule ids and one verification
+    // read of the changed groups — not one per group.
+    assert_eq!(count("DescribeSecurityGroups"), 7 + 7);
+    assert_eq!(count("DescribeSecurityGroupRules"), 7);
+    assert_eq!(count("RevokeSecurityGroupIngress"), 84);
     for i in 0..250 {
         assert_eq!(h.ec2().rules_of(&format!("sg-{i:017}")), ["tcp/443@0.0.0.0/0", "tcp/80@0.0.0.0/0"]);
     }
@@ -493,4 +544,75 @@ async fn api_call_events_use_the_functions_rule_parameters() {
     let err = bad.handle(fixture!("cloudtrail-authorize-ingress.json")).await.unwrap_err();
     assert_eq!(err.error_type(), "InvalidRuleParameter");
     assert!(bad.ec2().calls().is_empty());
+}
+
+/// Three drifted groups: one with a rule the function cannot interpret, one whose rule ids
+/// cannot be read completely, one deleted meanwhile; and a drifted group that is fine.
+fn troubled_region() -> FakeEc2 {
+    let drifted = ["tcp/22@0.0.0.0/0", "tcp/80@0.0.0.0/0"];
+    let mut ec2 = FakeEc2 { page_size: 10, ..FakeEc2::default() }
+        .with_group("sg-00000000000000001", &drifted)
+        .with_group("sg-00000000000000002", &drifted)
+        .with_group("sg-00000000000000003", &drifted)
+        .with_group("sg-00000000000000004", &drifted);
+    ec2.unreadable.insert("sg-00000000000000001".into());
+    ec2.rules_unreadable.insert("sg-00000000000000002".into());
+    ec2.vanishing.insert("sg-00000000000000003".into());
+    ec2
+}
+
+#[tokio::test]
+async fn a_sweep_never_changes_a_group_it_could_not_read_completely() {
+    let h = handler(troubled_region());
+    let outcome = h.handle(fixture!("scheduled-notification.json")).await.unwrap();
+    let by_id: BTreeMap<&str, &EvaluationRecord> =
+        outcome.evaluations.iter().map(|e| (e.compliance_resource_id.as_str(), e)).collect();
+    assert_eq!(by_id.len(), 4, "{by_id:?}");
+    for unread in ["sg-00000000000000001", "sg-00000000000000002"] {
+        assert_eq!(by_id[unread].compliance_type, Compliance::NonCompliant);
+        assert!(by_id[unread].annotation.starts_with("Not changed: "), "{}", by_id[unread].annotation);
+        assert_eq!(h.ec2().rules_of(unread), ["tcp/22@0.0.0.0/0", "tcp/80@0.0.0.0/0"], "untouched");
+    }
+    let gone = by_id["sg-00000000000000003"];
+    assert_eq!(gone.compliance_type, Compliance::NotApplicable);
+    assert_eq!(gone.annotation, "The security group sg-00000000000000003 no longer exists.");
+    assert_eq!(h.ec2().rules_of("sg-00000000000000004"), ["tcp/443@0.0.0.0/0", "tcp/80@0.0.0.0/0"]);
+    let changed: Vec<&str> = outcome.revoked.iter().map(|c| c.group_id.as_str()).collect();
+    assert_eq!(changed, ["sg-00000000000000004"]);
+}
+
+#[tokio::test]
+async fn a_change_event_for_an_unreadable_group_changes_nothing() {
+    let mut ec2 = lab_ec2();
+    ec2.unreadable.insert(LAB_GROUP.into());
+    let h = handler(ec2);
+    let outcome = h.handle(fixture!("change-notification.json")).await.unwrap();
+    assert_eq!(outcome.evaluations[0].compliance_type, Compliance::NonCompliant);
+    assert!(outcome.revoked.is_empty() && outcome.authorized.is_empty());
+    assert!(!h.ec2().calls().iter().any(|c| c.ends_with("Ingress")), "{:?}", h.ec2().calls());
+}
+
+#[tokio::test]
+async fn an_empty_baseline_strips_ingress_only_when_asked_for_by_name() {
+    let h = handler(lab_ec2());
+    let err = h.handle(with_parameters(r#"{"requiredIngress":""}"#)).await.unwrap_err();
+    assert_eq!(err.error_type(), "InvalidRuleParameter");
+    assert!(h.ec2().calls().is_empty(), "nothing read or changed: {:?}", h.ec2().calls());
+
+    let h = handler(lab_ec2());
+    h.handle(with_parameters(r#"{"requiredIngress":"none"}"#)).await.unwrap();
+    assert!(h.ec2().rules_of(LAB_GROUP).is_empty());
+}
+
+#[tokio::test]
+async fn a_rule_the_baseline_requires_is_never_revoked() {
+    // The baseline's rules next to all traffic and look-alikes: only the extras go.
+    let h = handler(FakeEc2::default().with_group(
+        LAB_GROUP,
+        &["tcp/80@0.0.0.0/0", "tcp/443@0.0.0.0/0", "tcp/8080@0.0.0.0/0", "tcp/443@::/0", "all@0.0.0.0/0"],
+    ));
+    let outcome = h.handle(fixture!("change-notification.json")).await.unwrap();
+    let revoked: Vec<&String> = outcome.revoked.iter().flat_map(|c| &c.rules).collect();
+    assert!(revoked.iter().all(|r| *r != "tcp/80@0.0.0.0/0" && *r != "tcp/443@0.0.0.0/0"), "{revoked:?}");
+    assert_eq!(h.ec2().rules_of(LAB_GROUP), ["tcp/443@0.0.0.0/0", "tcp/80@0.0.0.0/0"]);
 }
