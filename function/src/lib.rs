@@ -8,6 +8,8 @@
 pub mod aws;
 pub mod evaluate;
 pub mod event;
+pub mod fake;
+pub mod fuzzing;
 pub mod handler;
 pub mod parameters;
 pub mod rules;

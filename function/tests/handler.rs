@@ -2,12 +2,11 @@
 //! AWS Config sends them (`tests/fixtures/`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
 
 use serde_json::Value;
-use sg_function::aws::{AwsError, Ec2, ErrorKind, EvaluationRecord, Evaluations, GroupPage, RulesByGroup};
-use sg_function::evaluate::{Compliance, GroupState};
-use sg_function::rules::{ObservedRule, Rule};
+use sg_function::aws::EvaluationRecord;
+use sg_function::evaluate::Compliance;
+use sg_function::fake::{FakeConfig, FakeEc2};
 use sg_function::{Handler, HandlerError};
 
 const LAB_GROUP: &str = "sg-0a1b2c3d4e5f60718";
@@ -17,196 +16,6 @@ macro_rules! fixture {
     ($name:literal) => {
         serde_json::from_str::<Value>(include_str!(concat!("fixtures/", $name))).unwrap()
     };
-}
-
-/// A group's tags and its rules with their ids.
-type FakeGroup = (BTreeMap<String, String>, Vec<(String, Rule)>);
-
-/// EC2 in memory: groups with rules that carry ids, a call log, and operations to deny or fail.
-#[derive(Default)]
-struct FakeEc2 {
-    groups: Mutex<BTreeMap<String, FakeGroup>>,
-    calls: Mutex<Vec<String>>,
-    denied: BTreeSet<&'static str>,
-    failing: BTreeSet<&'static str>,
-    page_size: usize,
-    next_id: Mutex<u64>,
-    /// Groups holding a rule that cannot be interpreted: every read of them says so.
-    unreadable: BTreeSet<String>,
-    /// Groups whose rule ids cannot be read completely (e.g. too many pages).
-    rules_unreadable: BTreeSet<String>,
-    /// Groups deleted by someone else right after they were read.
-    vanishing: BTreeSet<String>,
-}
-
-impl FakeEc2 {
-    fn with_group(self, id: &str, rules: &[&str]) -> Self {
-        let rules = rules.iter().map(|r| (self.new_id(), r.parse().unwrap())).collect();
-        self.groups.lock().unwrap().insert(id.to_owned(), (BTreeMap::new(), rules));
-        self
-    }
-
-    fn tag(self, id: &str, key: &str) -> Self {
-        self.groups.lock().unwrap().get_mut(id).unwrap().0.insert(key.to_owned(), "yes".into());
-        self
-    }
-
-    fn deny(mut self, operation: &'static str) -> Self {
-        self.denied.insert(operation);
-        self
-    }
-
-    fn fail(mut self, operation: &'static str) -> Self {
-        self.failing.insert(operation);
-        self
-    }
-
-    fn unreadable_error(operation: &'static str, id: &str) -> AwsError {
-        AwsError::new(operation, ErrorKind::Unreadable, format!("{id} has a rule this function cannot interpret"))
-    }
-
-    fn new_id(&self) -> String {
-        let mut next = self.next_id.lock().unwrap();
-        *next += 1;
-        format!("sgr-{:06}", *next)
-    }
-
-    fn rules_of(&self, id: &str) -> Vec<String> {
-        let mut rules: Vec<String> = self.groups.lock().unwrap()[id].1.iter().map(|(_, r)| r.to_string()).collect();
-        rules.sort();
-        rules
-    }
-
-    fn calls(&self) -> Vec<String> {
-        self.calls.lock().unwrap().clone()
-    }
-
-    fn call(&self, operation: &'static str) -> Result<(), AwsError> {
-        self.calls.lock().unwrap().push(operation.to_owned());
-        if self.denied.contains(operation) {
-            return Err(AwsError::new(
-                operation,
-                ErrorKind::AccessDenied,
-                "UnauthorizedOperation: You are not authorized",
-            ));
-        }
-        if self.failing.contains(operation) {
-            return Err(AwsError::new(operation, ErrorKind::Other, "RequestLimitExceeded: Request limit exceeded."));
-        }
-        Ok(())
-    }
-
-    fn state(&self, id: &str, with_ids: bool) -> Option<GroupState> {
-        let groups = self.groups.lock().unwrap();
-        let (tags, rules) = groups.get(id)?;
-        Some(GroupState {
-            group_id: id.to_owned(),
-            tags: tags.clone(),
-            ingress: rules
-                .iter()
-                .map(|(rid, rule)| ObservedRule { rule: rule.clone(), id: with_ids.then(|| rid.clone()) })
-                .collect(),
-        })
-    }
-}
-
-impl FakeEc2 {
-    fn mark_unreadable(&self, mut page: GroupPage) -> GroupPage {
-        let (unreadable, groups) = page.groups.into_iter().partition(|g| self.unreadable.contains(&g.group_id));
-        page.groups = groups;
-        page.unreadable = unreadable
-            .into_iter()
-            .map(|g: GroupState| {
-                let err = Self::unreadable_error("DescribeSecurityGroups", &g.group_id);
-                (g.group_id, err)
-            })
-            .collect();
-        page
-    }
-}
-
-impl Ec2 for FakeEc2 {
-    async fn describe_groups(&self, group_ids: &[String]) -> Result<GroupPage, AwsError> {
-        self.call("DescribeSecurityGroups")?;
-        let groups = group_ids.iter().filter_map(|id| self.state(id, false)).collect();
-        Ok(self.mark_unreadable(GroupPage { groups, ..GroupPage::default() }))
-    }
-
-    async fn describe_groups_page(&self, next_token: Option<String>) -> Result<GroupPage, AwsError> {
-        self.call("DescribeSecurityGroups")?;
-        let start: usize = next_token.map(|t| t.parse().unwrap()).unwrap_or(0);
-        let ids: Vec<String> = self.groups.lock().unwrap().keys().cloned().collect();
-        let end = (start + self.page_size).min(ids.len());
-        let groups = ids[start..end].iter().map(|id| self.state(id, false).unwrap()).collect();
-        Ok(self.mark_unreadable(GroupPage {
-            groups,
-            next_token: (end < ids.len()).then(|| end.to_string()),
-            ..GroupPage::default()
-        }))
-    }
-
-    async fn ingress_rules_of(&self, group_ids: &[String]) -> Result<RulesByGroup, AwsError> {
-        self.call("DescribeSecurityGroupRules")?;
-        Ok(group_ids
-            .iter()
-            .map(|id| {
-                let read = if self.unreadable.contains(id) || self.rules_unreadable.contains(id) {
-                    Err(Self::unreadable_error("DescribeSecurityGroupRules", id))
-                } else {
-                    Ok(self.state(id, true).map(|g| g.ingress).unwrap_or_default())
-                };
-                (id.clone(), read)
-            })
-            .collect())
-    }
-
-    async fn revoke(&self, group_id: &str, rules: &[ObservedRule]) -> Result<(), AwsError> {
-        self.call("RevokeSecurityGroupIngress")?;
-        let mut groups = self.groups.lock().unwrap();
-        if self.vanishing.contains(group_id) {
-            groups.remove(group_id);
-            return Err(AwsError::new(
-                "RevokeSecurityGroupIngress",
-                ErrorKind::GroupNotFound,
-                "InvalidGroup.NotFound: The security group does not exist",
-            ));
-        }
-        let existing = &mut groups.get_mut(group_id).unwrap().1;
-        for revoked in rules {
-            match &revoked.id {
-                Some(id) => existing.retain(|(rid, _)| rid != id),
-                None => existing.retain(|(_, rule)| rule != &revoked.rule),
-            }
-        }
-        Ok(())
-    }
-
-    async fn authorize(&self, group_id: &str, rules: &[Rule]) -> Result<(), AwsError> {
-        self.call("AuthorizeSecurityGroupIngress")?;
-        for rule in rules {
-            let id = self.new_id();
-            let mut groups = self.groups.lock().unwrap();
-            let existing = &mut groups.get_mut(group_id).unwrap().1;
-            if !existing.iter().any(|(_, r)| r == rule) {
-                existing.push((id, rule.clone()));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Config in memory: records every PutEvaluations and answers with `failed` failures.
-#[derive(Default)]
-struct FakeConfig {
-    puts: Mutex<Vec<(String, Vec<EvaluationRecord>)>>,
-    failed: usize,
-}
-
-impl Evaluations for FakeConfig {
-    async fn put_evaluations(&self, result_token: &str, evaluations: &[EvaluationRecord]) -> Result<usize, AwsError> {
-        self.puts.lock().unwrap().push((result_token.to_owned(), evaluations.to_vec()));
-        Ok(self.failed)
-    }
 }
 
 fn lab_ec2() -> FakeEc2 {
@@ -219,7 +28,7 @@ fn handler(ec2: FakeEc2) -> Handler<FakeEc2, FakeConfig> {
 }
 
 fn puts(h: &Handler<FakeEc2, FakeConfig>) -> Vec<(String, Vec<EvaluationRecord>)> {
-    h.config().puts.lock().unwrap().clone()
+    h.config().puts()
 }
 
 fn time(record: &EvaluationRecord) -> String {
