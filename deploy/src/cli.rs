@@ -16,7 +16,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct Global {
     /// AWS region (default: AWS_REGION or the profile's)
     #[arg(long, global = true)]
@@ -54,7 +54,40 @@ pub struct Global {
     pub function_name: Option<String>,
     #[arg(long, global = true, value_name = "NAME", help = "Config rule [default: EC2_Security_Group]")]
     pub rule_name: Option<String>,
+    #[command(flatten)]
+    pub targets: TargetArgs,
 }
+
+/// Many targets at once (a classroom): each profile or account, in each region.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Targets (many accounts and regions at once)")]
+pub struct TargetArgs {
+    /// Run for each of these profiles
+    #[arg(long, global = true, value_name = "A,B,…", value_delimiter = ',', conflicts_with_all = ["profile", "accounts"])]
+    pub profiles: Vec<String>,
+    /// Run for each account in FILE (one 12-digit id per line, optionally followed by an alias),
+    /// by assuming --assume-role in it from the current credentials
+    #[arg(long, global = true, value_name = "FILE", conflicts_with = "only_failed")]
+    pub accounts: Option<PathBuf>,
+    /// The role assumed in each account of --accounts
+    #[arg(long, global = true, value_name = "NAME", requires = "accounts", default_value = DEFAULT_ASSUME_ROLE)]
+    pub assume_role: String,
+    /// Run in each of these regions [default: each target's configured region]
+    #[arg(long, global = true, value_name = "R1,R2,…", value_delimiter = ',', conflicts_with = "region")]
+    pub regions: Vec<String>,
+    /// Targets run at once; targets in the same account always run one after another
+    #[arg(long, global = true, value_name = "N", default_value_t = DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+    /// Only the targets that failed in an earlier run, from its `--output json`
+    #[arg(long, global = true, value_name = "FILE", conflicts_with_all = ["profiles", "regions"])]
+    pub only_failed: Option<PathBuf>,
+}
+
+/// The role AWS Organizations creates in every member account.
+pub const DEFAULT_ASSUME_ROLE: &str = "OrganizationAccountAccessRole";
+/// Enough to overlap the network waits of a class; few enough to stay far from the per-account
+/// API limits of the caller's own account (STS) and of each service.
+pub const DEFAULT_CONCURRENCY: u16 = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {

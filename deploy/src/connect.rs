@@ -3,7 +3,7 @@
 //! any change.
 
 use aws_config::{retry::RetryConfig, BehaviorVersion, Region, SdkConfig};
-use aws_credential_types::provider::ProvideCredentials;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
 
 use crate::cli::{Global, LOCAL_REGION};
@@ -47,15 +47,40 @@ pub async fn sdk_config(global: &Global) -> Result<SdkConfig> {
 }
 
 pub async fn connect(global: &Global) -> Result<Lab> {
+    connect_with(global, sdk_config(global).await?).await
+}
+
+/// Like [`sdk_config`], with the credentials of `role` assumed in `account` from the configured
+/// ones (`--accounts` with `--assume-role`).
+pub async fn assumed_sdk_config(global: &Global, account: &str, role: &str) -> Result<SdkConfig> {
     let sdk = sdk_config(global).await?;
+    let region = sdk.region().map(|r| r.to_string()).ok_or_else(|| {
+        Error::Usage("no AWS region: pass --region or --regions, set AWS_REGION, or set one in your profile".into())
+    })?;
+    let partition = match region.as_str() {
+        r if r.starts_with("cn-") => "aws-cn",
+        r if r.starts_with("us-gov-") => "aws-us-gov",
+        _ => "aws",
+    };
+    let provider = aws_config::sts::AssumeRoleProvider::builder(format!("arn:{partition}:iam::{account}:role/{role}"))
+        .session_name("sg-monitoring-lab")
+        .configure(&sdk)
+        .build()
+        .await;
+    Ok(sdk.into_builder().credentials_provider(SharedCredentialsProvider::new(provider)).build())
+}
+
+/// Checks the credentials of `sdk` and reads the account they act in.
+pub async fn connect_with(global: &Global, sdk: SdkConfig) -> Result<Lab> {
     let region = sdk.region().map(|r| r.to_string()).ok_or_else(|| {
         Error::Usage("no AWS region: pass --region, set AWS_REGION, or set one in your profile".into())
     })?;
-    let provider = sdk.credentials_provider().ok_or_else(|| no_credentials("no credentials provider"))?;
-    provider
-        .provide_credentials()
-        .await
-        .map_err(|e| no_credentials(&aws_smithy_types::error::display::DisplayErrorContext(e).to_string()))?;
+    let provider = sdk
+        .credentials_provider()
+        .ok_or_else(|| no_credentials(global.profile.as_deref(), "no credentials provider"))?;
+    provider.provide_credentials().await.map_err(|e| {
+        no_credentials(global.profile.as_deref(), &aws_smithy_types::error::display::DisplayErrorContext(e).to_string())
+    })?;
     let sts = aws_sdk_sts::Client::new(&sdk);
     let identity =
         sts.get_caller_identity().send().await.map_err(|e| Error::aws("reading the caller identity (STS)", e))?;
@@ -72,8 +97,10 @@ pub async fn connect(global: &Global) -> Result<Lab> {
     Ok(Lab { account, region, partition, names, clients: Clients::new(&sdk), fast_path: false })
 }
 
-fn no_credentials(why: &str) -> Error {
+fn no_credentials(profile: Option<&str>, why: &str) -> Error {
+    let whose = profile.map(|p| format!(" for profile `{p}`")).unwrap_or_default();
+    // The fix first: the provider chain's account of what it tried spans lines.
     Error::Usage(format!(
-        "no AWS credentials ({why}): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, pass --profile, run `aws sso login`, or use --local for the local AWS"
+        "no AWS credentials{whose}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, pass --profile, run `aws sso login`, or use --local for the local AWS ({why})"
     ))
 }

@@ -23,7 +23,7 @@ pub async fn evaluate(lab: &Lab, wait: bool) -> Result<Option<Compliance>> {
         .send()
         .await
         .map_err(|e| Error::aws(format!("starting an evaluation of Config rule {name}"), e))?;
-    eprintln!("evaluation of {name} requested");
+    tracing::info!("evaluation of {name} requested");
     if !wait {
         return Ok(None);
     }

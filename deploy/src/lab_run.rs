@@ -72,7 +72,11 @@ pub async fn run(lab: &Lab, options: &RunOptions) -> Result<RunReport> {
     let opened_at = Instant::now();
     let group = opened.steps.first().map(|s| s.name.clone()).unwrap_or_default();
     let before = inbound(lab, &group).await?;
-    eprintln!("opened {group}: {}; waiting up to {:?} for the rule to revert it", before.join(", "), options.timeout);
+    tracing::info!(
+        "opened {group}: {}; waiting up to {:?} for the rule to revert it",
+        before.join(", "),
+        options.timeout
+    );
     let mut after = before.clone();
     let mut revert_ms = None;
     while opened_at.elapsed() < options.timeout {

@@ -3,14 +3,16 @@
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Parser;
-use deploy::cli::{Cli, Command, LabCommand, LocalCommand, Output};
+use deploy::cli::{Cli, Command, Global, LocalCommand, Output};
+use deploy::command::{destroys, execute, Context};
 use deploy::error::{Error, Result};
-use deploy::lab::Lab;
-use deploy::up::UpOptions;
-use tracing_subscriber::EnvFilter;
+use deploy::fanout::Target;
+use deploy::progress::Progress;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -19,15 +21,22 @@ fn main() -> ExitCode {
         1 => "debug",
         _ => "trace",
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_target(cli.global.verbose > 0)
-        .without_time()
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            EnvFilter::try_from_env("DEPLOY_LOG").unwrap_or_else(|_| EnvFilter::new(format!("warn,deploy={level}"))),
-        )
-        .init();
+    let filter =
+        || EnvFilter::try_from_env("DEPLOY_LOG").unwrap_or_else(|_| EnvFilter::new(format!("warn,deploy={level}")));
+    let terminal = std::io::stderr().is_terminal();
+    let fan_out = deploy::fanout::targets(&cli.global).map(|t| t.is_some()).unwrap_or(false);
+    if fan_out {
+        // One line per target: its current step.
+        tracing_subscriber::registry().with(Progress::new(terminal).with_filter(filter())).init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_target(cli.global.verbose > 0)
+            .without_time()
+            .with_ansi(terminal)
+            .with_env_filter(filter())
+            .init();
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -56,80 +65,45 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::Local { command } = &cli.command {
         return local(command, global.output).await;
     }
+    if let Some(targets) = deploy::fanout::targets(global)? {
+        return fan_out(global, &cli.command, targets).await;
+    }
     let lab = deploy::connect::connect(global).await?;
     eprintln!("account {}, region {}", lab.account, lab.region);
-    match cli.command {
-        Command::Up { zip, dry_run, use_existing_recorder, fast_path } => {
-            let options = UpOptions { zip, dry_run, use_existing_recorder, fast_path };
-            let (report, error) = deploy::up::up(&lab, &options).await;
-            if let Some(err) = error {
-                if !report.steps.is_empty() {
-                    print(global.output, &report);
-                    eprintln!("up stopped; `deploy down` removes what it created");
-                }
-                return Err(err);
-            }
-            print(global.output, &report);
+    if let Command::Logs { filter, since, follow } = &cli.command {
+        deploy::logs::logs(&lab, filter.as_deref(), *since, *follow, global.output == Output::Json).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if destroys(&cli.command, global) && !global.yes {
+        confirm(&[(String::new(), lab.account.clone(), lab.region.clone())])?;
+    }
+    let (done, error) = execute(&lab, &cli.command, global, Context::default()).await;
+    if let Some(done) = &done {
+        print(global.output, done);
+    }
+    if let Some(err) = error {
+        if matches!(cli.command, Command::Up { .. }) && done.is_some() {
+            eprintln!("up stopped; `deploy down` removes what it created");
         }
-        Command::Lab { command: LabCommand::OpenPorts } => {
-            print(global.output, &deploy::open_ports::open_ports(&lab).await?);
-        }
-        Command::Lab { command: LabCommand::Run { zip, keep, wait, fast_path } } => {
-            let local = global.local && global.endpoint_url.is_none();
-            if !keep && !global.yes && !local {
-                confirm(&lab)?;
-            }
-            let timeout =
-                wait.unwrap_or(if global.local { Duration::from_secs(60) } else { Duration::from_secs(20 * 60) });
-            let options = deploy::lab_run::RunOptions {
-                zip,
-                keep,
-                timeout,
-                local_port: local.then_some(deploy::local::LOCAL_PORT),
-                fast_path,
-            };
-            let report = deploy::lab_run::run(&lab, &options).await?;
-            print(global.output, &report);
-            if !report.reverted {
-                return Err(Error::Failed(format!("the rule did not revert {} within {timeout:?}", report.group)));
-            }
-            if report.down.as_ref().is_some_and(|d| d.failed().next().is_some()) {
-                return Err(Error::Failed("down left resources of the lab behind; run `deploy down` again".into()));
-            }
-        }
-        Command::Local { .. } => {}
-        Command::Evaluate { wait } => {
-            if let Some(compliance) = deploy::evaluate::evaluate(&lab, wait).await? {
-                match global.output {
-                    Output::Json => println!("{}", serde_json::to_string_pretty(&compliance).unwrap_or_default()),
-                    Output::Text => {
-                        for r in &compliance.results {
-                            println!("{} {} {}", r.group_id, r.compliance, r.annotation.as_deref().unwrap_or(""));
-                        }
-                    }
-                }
-            }
-        }
-        Command::Status => print(global.output, &deploy::status::status(&lab).await?),
-        Command::Logs { filter, since, follow } => {
-            deploy::logs::logs(&lab, filter.as_deref(), since, follow, global.output == Output::Json).await?;
-        }
-        Command::Down { dry_run } => {
-            if !dry_run && !global.yes {
-                confirm(&lab)?;
-            }
-            let report = deploy::up::down(&lab, dry_run).await;
-            print(global.output, &report);
-            let failed: Vec<String> = report.failed().map(|s| format!("{} {}", s.resource, s.name)).collect();
-            if !failed.is_empty() {
-                return Err(Error::Failed(format!(
-                    "down left resources of the lab behind: {}; run `deploy down` again",
-                    failed.join(", ")
-                )));
-            }
-        }
+        return Err(err);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The command on every target of the target list: a table (or JSON) with one row per target.
+async fn fan_out(global: &Global, command: &Command, targets: Vec<Target>) -> Result<ExitCode> {
+    if matches!(command, Command::Logs { .. }) {
+        return Err(Error::Usage(
+            "`logs` reads one target at a time: pass --profile/--region (or AWS_PROFILE) instead of a target list"
+                .into(),
+        ));
+    }
+    let run = deploy::fanout::run(global, command, targets, &confirm).await?;
+    print(global.output, &run);
+    if let Some(hint) = deploy::fanout::retry_hint(&run) {
+        eprintln!("to run the failed targets again: {hint}");
+    }
+    Ok(ExitCode::from(run.exit_code()))
 }
 
 async fn local(command: &LocalCommand, output: Output) -> Result<ExitCode> {
@@ -172,15 +146,30 @@ async fn local(command: &LocalCommand, output: Output) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Asks before destruction, naming the account and region.
-fn confirm(lab: &Lab) -> Result<()> {
+/// Asks once before destruction, naming every account and region.
+fn confirm(targets: &[(String, String, String)]) -> Result<()> {
+    let listed: Vec<String> = targets
+        .iter()
+        .map(|(label, account, region)| match label.as_str() {
+            "" => format!("account {account}, region {region}"),
+            label => format!("{label}: account {account}, region {region}"),
+        })
+        .collect();
     if !std::io::stdin().is_terminal() {
         return Err(Error::Declined(format!(
-            "refusing to delete the lab in account {}, region {} without confirmation: stdin is not a terminal; pass --yes",
-            lab.account, lab.region
+            "refusing to delete the lab in {} without confirmation: stdin is not a terminal; pass --yes",
+            listed.join("; ")
         )));
     }
-    eprint!("Delete the lab's resources in account {}, region {}? [y/N] ", lab.account, lab.region);
+    if let [one] = listed.as_slice() {
+        eprint!("Delete the lab's resources in {one}? [y/N] ");
+    } else {
+        eprintln!("Delete the lab's resources in these {} targets?", listed.len());
+        for line in &listed {
+            eprintln!("  {line}");
+        }
+        eprint!("[y/N] ");
+    }
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer).map_err(|e| Error::Declined(format!("no answer: {e}")))?;

@@ -214,8 +214,26 @@ pub async fn up(lab: &Lab, options: &UpOptions) -> (Report, Option<Error>) {
     (report, None)
 }
 
+/// How `down` runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DownOptions {
+    pub dry_run: bool,
+    /// Keep the account-wide resources (the function role and the bucket) because the lab in
+    /// another region of the account still uses them.
+    pub keep_account_wide: bool,
+}
+
 /// Runs `down`: every step is attempted; failures are reported as failed steps.
 pub async fn down(lab: &Lab, dry_run: bool) -> Report {
+    down_with(lab, &DownOptions { dry_run, ..DownOptions::default() }).await
+}
+
+/// [`down`] with options.
+pub async fn down_with(lab: &Lab, options: &DownOptions) -> Report {
+    let dry_run = options.dry_run;
+    let kept = |kind: &'static str, name: &str| {
+        Step::new(kind, name, Action::Kept).detail("account-wide; still used by the lab in another region")
+    };
     let mut report = Report {
         command: "down",
         account: lab.account.clone(),
@@ -239,9 +257,13 @@ pub async fn down(lab: &Lab, dry_run: bool) -> Report {
         Ok(steps) => report.steps.extend(steps),
         Err(err) => report.steps.push(failed("function", &names.function, err)),
     }
-    match role::delete(lab, "function-role", &names.function_role, dry_run).await {
-        Ok(step) => report.steps.push(step),
-        Err(err) => report.steps.push(failed("function-role", &names.function_role, err)),
+    if options.keep_account_wide {
+        report.steps.push(kept("function-role", &names.function_role));
+    } else {
+        match role::delete(lab, "function-role", &names.function_role, dry_run).await {
+            Ok(step) => report.steps.push(step),
+            Err(err) => report.steps.push(failed("function-role", &names.function_role, err)),
+        }
     }
     match recorder::delete(lab, dry_run).await {
         Ok(steps) => report.steps.extend(steps),
@@ -251,9 +273,13 @@ pub async fn down(lab: &Lab, dry_run: bool) -> Report {
         Ok(step) => report.steps.push(step),
         Err(err) => report.steps.push(failed("config-role", &names.config_role, err)),
     }
-    match bucket::delete(lab, dry_run).await {
-        Ok(step) => report.steps.push(step),
-        Err(err) => report.steps.push(failed("bucket", &names.bucket, err)),
+    if options.keep_account_wide {
+        report.steps.push(kept("bucket", &names.bucket));
+    } else {
+        match bucket::delete(lab, dry_run).await {
+            Ok(step) => report.steps.push(step),
+            Err(err) => report.steps.push(failed("bucket", &names.bucket, err)),
+        }
     }
     report
 }

@@ -12,26 +12,6 @@ use deploy::up::{down, up, UpOptions};
 use localaws::LocalAws;
 use serde_json::{json, Value};
 
-/// The function binary the workspace's tests build (`cargo test --workspace`).
-fn bootstrap_zip(dir: &std::path::Path) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bootstrap = exe.parent().and_then(|deps| deps.parent()).map(|d| d.join("bootstrap")).unwrap();
-    assert!(
-        bootstrap.is_file(),
-        "{} is missing: run the workspace's tests (cargo test --workspace)",
-        bootstrap.display()
-    );
-    let mut out = std::io::Cursor::new(Vec::new());
-    let mut writer = zip::ZipWriter::new(&mut out);
-    let options = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
-    writer.start_file("bootstrap", options).unwrap();
-    std::io::Write::write_all(&mut writer, &std::fs::read(&bootstrap).unwrap()).unwrap();
-    writer.finish().unwrap();
-    let path = dir.join("bootstrap.zip");
-    std::fs::write(&path, out.into_inner()).unwrap();
-    path
-}
-
 struct Env {
     local: LocalAws,
     lab: Lab,
@@ -45,7 +25,7 @@ async fn env(name: &str) -> Env {
     let cli =
         Cli::parse_from(["deploy", "--local", "--region", "us-west-2", "--endpoint-url", &local.endpoint, "status"]);
     let lab = deploy::connect::connect(&cli.global).await.unwrap();
-    let zip = bootstrap_zip(&dir);
+    let zip = testkit::bootstrap_zip(&dir);
     Env { local, lab, zip }
 }
 

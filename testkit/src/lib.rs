@@ -419,3 +419,25 @@ async fn forward(upstream: SocketAddr, request: Request) -> Response {
         .collect();
     Response { status, headers, body: raw[split..].to_vec() }
 }
+
+/// Zips the function binary the workspace's tests build (`cargo test --workspace` builds
+/// `bootstrap` next to the test binaries) into `dir/bootstrap.zip`.
+pub fn bootstrap_zip(dir: &std::path::Path) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bootstrap = exe.parent().and_then(|deps| deps.parent()).map(|d| d.join("bootstrap")).unwrap();
+    assert!(
+        bootstrap.is_file(),
+        "{} is missing: run the workspace's tests (cargo test --workspace)",
+        bootstrap.display()
+    );
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut writer = zip::ZipWriter::new(&mut out);
+    let options = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
+    writer.start_file("bootstrap", options).unwrap();
+    std::io::Write::write_all(&mut writer, &std::fs::read(&bootstrap).unwrap()).unwrap();
+    writer.finish().unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("bootstrap.zip");
+    std::fs::write(&path, out.into_inner()).unwrap();
+    path
+}
