@@ -575,6 +575,43 @@ def bench_provision(args, ctx, results):
 # 3. Sweep at scale.
 
 
+def bench_fanout(args, ctx, results):
+    """`deploy up --accounts` for 1 vs 10 student accounts reached by AssumeRole, on one local
+    AWS (moto keeps each account apart); each `up` is followed by an unmeasured `down`."""
+    runs = 1 if args.quick else args.runs
+    zip_path = ctx["zips"]["rust"]
+    sizes = (1, 3) if args.quick else (1, 10)
+    with LocalAws(args.deploy, args.port, ctx["home"] + "/fanout", ctx["tools"]) as aws:
+        env = dict(os.environ, **CREDENTIALS, AWS_REGION=REGION, AWS_DEFAULT_REGION=REGION)
+        env.pop("AWS_PROFILE", None)
+        files = {}
+        for n in sizes:
+            files[n] = os.path.join(ctx["home"], f"accounts-{n}.txt")
+            with open(files[n], "w") as f:
+                f.writelines(f"{100000000000 + i:012d} student{i:02d}\n" for i in range(1, n + 1))
+
+        def deploy(n, *command):
+            cmd = [args.deploy, "--endpoint-url", aws.endpoint, "--local", "--yes", "--output", "json",
+                   *command, "--accounts", files[n], "--concurrency", "10"]
+            run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+            if run.returncode:
+                raise Failure(f"`deploy {' '.join(command)}` over {n} accounts failed: {run.stderr[-1500:]}")
+            return run
+
+        # Warm-up (moto loads the IAM managed policies of each new account on first use).
+        deploy(max(sizes), "up", "--zip", zip_path)
+        deploy(max(sizes), "down")
+        samples = {n: [] for n in sizes}
+        for _ in range(runs):
+            for n in sizes:
+                t = time.perf_counter()
+                deploy(n, "up", "--zip", zip_path)
+                samples[n].append(time.perf_counter() - t)
+                deploy(n, "down")
+        for n in sizes:
+            results[("fanout", n)] = {"up": median(samples[n]), "accounts": n}
+
+
 def populate(ec2, n, seed):
     """n groups on moto directly (no Config evaluation is triggered): about half exactly the
     baseline, the rest missing a required rule and/or holding up to four extra rules (one source
@@ -749,6 +786,12 @@ def table(args, ctx, results):
         add("2. API calls per `up`", f"{d['calls']:.0f}", f"{a['calls']:.0f}", "", "", "")
         add("2. `up` wall ÷ sum of its call latencies", f"{lat['wall']:.2f} s ÷ {lat['sum']:.2f} s = {lat['ratio']:.2f}",
             "", "", "≤1.3", verdict(lat["ratio"] <= 1.3))
+    fanout = sorted((k[1], v) for k, v in results.items() if k[0] == "fanout")
+    if len(fanout) == 2:
+        (n1, one_), (nn, many) = fanout
+        ratio = many["up"] / one_["up"]
+        add(f"5. `up --accounts`: {nn} accounts vs {n1}", f"{many['up']:.2f} s vs {one_['up']:.2f} s", "",
+            f"{ratio:.1f}×", "≤3×", verdict(ratio <= 3))
     for n in args.sizes:
         r, p, i = (results.get(("sweep", fn, n)) for fn in ("rust", "python", "rust-iam"))
         base = r or i or p
@@ -838,7 +881,7 @@ def main():
     parser.add_argument("--sweep-runs", type=int, default=3, help="runs of sweeps of up to 1,000 groups")
     parser.add_argument("--large-runs", type=int, default=1, help="runs of sweeps over 1,000 groups")
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=None)
-    parser.add_argument("--only", default="one,provision,sweep,artifacts")
+    parser.add_argument("--only", default="one,provision,sweep,fanout,artifacts")
     parser.add_argument("--debug-zip", action="store_true", help="use the debug build even if the release zip exists")
     parser.add_argument("--functions", type=lambda s: s.split(","), default=["rust", "python"],
                         help="the sweep's functions: rust, python, rust-iam (see --lab-policy)")
@@ -881,6 +924,9 @@ def main():
         if "sweep" in only:
             log(f"3. sweep of {', '.join(map(str, args.sizes))} groups")
             bench_sweep(args, ctx, results)
+        if "fanout" in only:
+            log("5. classroom fan-out, up for 1 vs 10 accounts")
+            bench_fanout(args, ctx, results)
         if "artifacts" in only:
             if args.cold_ci:
                 log("4. cold CI run (fresh clone, empty target directory)")

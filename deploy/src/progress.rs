@@ -147,3 +147,27 @@ where
         self.show(label, *event.metadata().level(), fields.message);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_terminal_gets_one_line_per_target_redrawn_in_place() {
+        let mut state = State::default();
+        state.lines.push(("alice".into(), "creating role".into()));
+        state.lines.push(("bob/eu-west-1".into(), "connecting".into()));
+        let mut first = Vec::new();
+        draw(&mut state, &mut first);
+        assert_eq!(
+            String::from_utf8(first).unwrap(),
+            "\x1b[2Kalice          creating role\n\x1b[2Kbob/eu-west-1  connecting\n"
+        );
+        state.lines[1].1 = "done: 8 created".into();
+        let mut second = Vec::new();
+        draw(&mut state, &mut second);
+        let second = String::from_utf8(second).unwrap();
+        assert!(second.starts_with("\x1b[2A"), "back up over the two lines: {second:?}");
+        assert!(second.ends_with("\x1b[2Kbob/eu-west-1  done: 8 created\n"), "{second:?}");
+    }
+}

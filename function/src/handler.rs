@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 
 use aws_smithy_types::DateTime;
 use futures_util::stream::{self, StreamExt};
-use lambda_runtime::Diagnostic;
 use tracing::{info, warn};
 
 use crate::aws::{AwsError, Ec2, ErrorKind, EvaluationRecord, Evaluations};
@@ -58,9 +57,10 @@ impl HandlerError {
     }
 }
 
-impl From<HandlerError> for Diagnostic {
+#[cfg(feature = "sdk")]
+impl From<HandlerError> for lambda_runtime::Diagnostic {
     fn from(err: HandlerError) -> Self {
-        Diagnostic { error_type: err.error_type().to_owned(), error_message: err.to_string() }
+        lambda_runtime::Diagnostic { error_type: err.error_type().to_owned(), error_message: err.to_string() }
     }
 }
 

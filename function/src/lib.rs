@@ -13,5 +13,7 @@ pub mod fuzzing;
 pub mod handler;
 pub mod parameters;
 pub mod rules;
+#[cfg(feature = "sdk")]
+mod sdk;
 
 pub use handler::{Handler, HandlerError, Outcome};
