@@ -8,13 +8,14 @@
 use std::collections::BTreeMap;
 
 use aws_smithy_types::DateTime;
+use futures_util::future;
 use futures_util::stream::{self, StreamExt};
 use tracing::{info, warn};
 
-use crate::aws::{AwsError, Ec2, ErrorKind, EvaluationRecord, Evaluations};
+use crate::aws::{AwsError, Ec2, ErrorKind, EvaluationRecord, Evaluations, RulesByGroup};
 use crate::evaluate::{describe_changes, evaluate, plan, truncate, Compliance, GroupState, Plan};
 use crate::event::{ApiCall, EventError, Invocation, Message, ResourceRef, SECURITY_GROUP};
-use crate::parameters::{ParameterError, Parameters};
+use crate::parameters::{Mode, ParameterError, Parameters};
 use crate::rules::{embedded_baseline, permissions_json, Rule, RuleError};
 
 /// PutEvaluations accepts at most this many evaluations per call.
@@ -202,7 +203,7 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
                     ));
                 }
             }
-            results.extend(self.enforce_all(page.groups, required, parameters, outcome).await?);
+            results.extend(self.enforce_all(page.groups, None, required, parameters, outcome).await?);
             for (group_id, compliance, annotation) in results {
                 outcome.evaluations.push(EvaluationRecord {
                     compliance_resource_type: SECURITY_GROUP.to_owned(),
@@ -237,9 +238,20 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
         parameters: &Parameters,
         outcome: &mut Outcome,
     ) -> Result<(Compliance, String), HandlerError> {
-        match self.ec2.describe_group(group_id).await {
+        // The rule ids are read at the same time as the group: one round trip, not two, when
+        // the group needs a change. In report mode nothing changes and the ids are not needed.
+        let ids = [group_id.to_owned()];
+        let (group, with_ids) = match parameters.mode {
+            Mode::Report => (self.ec2.describe_group(group_id).await, None),
+            Mode::Remediate => {
+                let (group, ids) =
+                    future::join(self.ec2.describe_group(group_id), self.ec2.ingress_rules_of(&ids)).await;
+                (group, Some(ids))
+            }
+        };
+        match group {
             Ok(Some(group)) => {
-                let mut results = self.enforce_all(vec![group], required, parameters, outcome).await?;
+                let mut results = self.enforce_all(vec![group], with_ids, required, parameters, outcome).await?;
                 match results.pop() {
                     Some((_, compliance, annotation)) => Ok((compliance, annotation)),
                     None => Ok((Compliance::NotApplicable, gone(group_id))),
@@ -261,6 +273,7 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
     async fn enforce_all(
         &self,
         groups: Vec<GroupState>,
+        prefetched: Option<Result<RulesByGroup, AwsError>>,
         required: &[Rule],
         parameters: &Parameters,
         outcome: &mut Outcome,
@@ -289,7 +302,11 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
         // Re-read the drifted groups' rules with their ids so that each revoke names exactly
         // the rules read.
         let ids: Vec<String> = drifted.iter().map(|(_, g)| g.group_id.clone()).collect();
-        let mut with_ids = match self.ec2.ingress_rules_of(&ids).await {
+        let read = match prefetched {
+            Some(read) => read,
+            None => self.ec2.ingress_rules_of(&ids).await,
+        };
+        let mut with_ids = match read {
             Ok(read) => Some(read),
             Err(err) if err.kind == ErrorKind::AccessDenied => {
                 warn!(
@@ -406,21 +423,30 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
         Ok(results)
     }
 
-    /// Revokes, then authorizes; says which of the two were done.
+    /// Revokes the extra rules and authorizes the missing ones, at once: the two touch
+    /// disjoint rules. Says which of the two were done.
     async fn apply(&self, id: &str, changes: &Plan) -> (bool, bool, Result<(), AwsError>) {
-        if !changes.revoke.is_empty() {
+        let revoke = async {
+            if changes.revoke.is_empty() {
+                return None;
+            }
             info!("revoking for {id}, ip_permissions {}", permissions_json(changes.revoke.iter().map(|o| &o.rule)));
-            if let Err(err) = self.ec2.revoke(id, &changes.revoke).await {
-                return (false, false, Err(err));
+            Some(self.ec2.revoke(id, &changes.revoke).await)
+        };
+        let authorize = async {
+            if changes.authorize.is_empty() {
+                return None;
             }
-        }
-        if !changes.authorize.is_empty() {
             info!("authorizing for {id}, ip_permissions {}", permissions_json(&changes.authorize));
-            if let Err(err) = self.ec2.authorize(id, &changes.authorize).await {
-                return (!changes.revoke.is_empty(), false, Err(err));
-            }
-        }
-        (!changes.revoke.is_empty(), !changes.authorize.is_empty(), Ok(()))
+            Some(self.ec2.authorize(id, &changes.authorize).await)
+        };
+        let (revoked, authorized) = future::join(revoke, authorize).await;
+        let done = |r: &Option<Result<(), AwsError>>| matches!(r, Some(Ok(())));
+        let result = match (revoked.clone(), authorized.clone()) {
+            (Some(Err(err)), _) | (_, Some(Err(err))) => Err(err),
+            _ => Ok(()),
+        };
+        (done(&revoked), done(&authorized), result)
     }
 
     async fn report(&self, token: &str, evaluations: &[EvaluationRecord]) -> Result<(), HandlerError> {

@@ -200,7 +200,8 @@ async fn exempt_group_is_not_applicable_and_untouched() {
     let h = handler(lab_ec2().tag(LAB_GROUP, "guardrail-exempt"));
     let outcome = h.handle(with_parameters(r#"{"exemptTag":"guardrail-exempt"}"#)).await.unwrap();
     assert_eq!(outcome.evaluations[0].compliance_type, Compliance::NotApplicable);
-    assert_eq!(h.ec2().calls(), ["DescribeSecurityGroups"]);
+    // Read (the rule ids at the same time as the group), never changed.
+    assert_eq!(h.ec2().calls(), ["DescribeSecurityGroups", "DescribeSecurityGroupRules"]);
     assert_eq!(h.ec2().rules_of(LAB_GROUP).len(), 4);
 }
 
