@@ -1,9 +1,12 @@
 //! The SDK clients' implementations of [`Ec2`] and [`Evaluations`] (feature `sdk`).
 
 use std::collections::BTreeMap;
+use std::future::Future;
 
 use aws_sdk_config::types::{ComplianceType, Evaluation};
 use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_sdk_ec2::operation::describe_security_group_rules::DescribeSecurityGroupRulesOutput;
+use aws_sdk_ec2::operation::describe_security_groups::DescribeSecurityGroupsOutput;
 use aws_sdk_ec2::types::{
     Filter, IpPermission, IpRange, Ipv6Range, PrefixListId, SecurityGroup, SecurityGroupRule, UserIdGroupPair,
 };
@@ -43,23 +46,17 @@ impl Ec2 for aws_sdk_ec2::Client {
         // A group-id filter, not GroupIds: a group deleted meanwhile is absent, not an error.
         for chunk in group_ids.chunks(GROUPS_PER_FILTER) {
             let filter = Filter::builder().name("group-id").set_values(Some(chunk.to_vec())).build();
-            let mut token: Option<String> = None;
-            for _ in 0..MAX_PAGES {
-                let output = self
-                    .describe_security_groups()
-                    .filters(filter.clone())
-                    .max_results(1000)
-                    .set_next_token(token.take())
-                    .send()
-                    .await
-                    .map_err(|e| AwsError::from_sdk(OP, e))?;
+            let fetch = |token| {
+                let request =
+                    self.describe_security_groups().filters(filter.clone()).max_results(1000).set_next_token(token);
+                async move { request.send().await.map_err(|e| AwsError::from_sdk(OP, e)) }
+            };
+            let complete = all_pages(fetch, |output: DescribeSecurityGroupsOutput| {
                 add_groups(OP, output.security_groups(), &mut read, Some(chunk));
-                token = next(output.next_token());
-                if token.is_none() {
-                    break;
-                }
-            }
-            if token.is_some() {
+                next(output.next_token())
+            })
+            .await?;
+            if !complete {
                 return Err(too_many_pages(OP, chunk));
             }
         }
@@ -85,16 +82,15 @@ impl Ec2 for aws_sdk_ec2::Client {
         let mut read: RulesByGroup = group_ids.iter().map(|id| (id.clone(), Ok(Vec::new()))).collect();
         for chunk in group_ids.chunks(GROUPS_PER_FILTER) {
             let filter = Filter::builder().name("group-id").set_values(Some(chunk.to_vec())).build();
-            let mut token: Option<String> = None;
-            for _ in 0..MAX_PAGES {
-                let output = self
+            let fetch = |token| {
+                let request = self
                     .describe_security_group_rules()
                     .filters(filter.clone())
                     .max_results(1000)
-                    .set_next_token(token.take())
-                    .send()
-                    .await
-                    .map_err(|e| AwsError::from_sdk(OP, e))?;
+                    .set_next_token(token);
+                async move { request.send().await.map_err(|e| AwsError::from_sdk(OP, e)) }
+            };
+            let complete = all_pages(fetch, |output: DescribeSecurityGroupRulesOutput| {
                 for rule in output.security_group_rules() {
                     if rule.is_egress() != Some(false) {
                         continue;
@@ -110,12 +106,10 @@ impl Ec2 for aws_sdk_ec2::Client {
                         }
                     }
                 }
-                token = next(output.next_token());
-                if token.is_none() {
-                    break;
-                }
-            }
-            if token.is_some() {
+                next(output.next_token())
+            })
+            .await?;
+            if !complete {
                 // Every group of the chunk may have rules on the pages not read.
                 for id in chunk {
                     read.insert(id.clone(), Err(too_many_pages(OP, std::slice::from_ref(id))));
@@ -221,6 +215,23 @@ impl Evaluations for aws_sdk_config::Client {
 
 /// Pages read per call before the function gives up on reading completely.
 const MAX_PAGES: usize = 100;
+
+/// Fetches pages (`fetch` gets each page's token) until the last one, handing each to `page`,
+/// which returns the next token. `Ok(false)` when [`MAX_PAGES`] pages left some unread.
+async fn all_pages<O, F, Fut>(mut fetch: F, mut page: impl FnMut(O) -> Option<String>) -> Result<bool, AwsError>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: Future<Output = Result<O, AwsError>>,
+{
+    let mut token = None;
+    for _ in 0..MAX_PAGES {
+        token = page(fetch(token.take()).await?);
+        if token.is_none() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
 
 fn next(token: Option<&str>) -> Option<String> {
     token.filter(|t| !t.is_empty()).map(str::to_owned)
