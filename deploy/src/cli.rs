@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::lab::FunctionPolicy;
+
 /// The region `--local` uses when none is configured (the lab's).
 pub const LOCAL_REGION: &str = "us-west-2";
 
@@ -78,6 +80,10 @@ pub enum Command {
         /// Also revert changes within seconds: CloudTrail → EventBridge → the function
         #[arg(long)]
         fast_path: bool,
+        /// The function role's inline policy: the lab's exact one, or one scoped to what the
+        /// function calls (its own log group, this account's security groups)
+        #[arg(long, value_enum, default_value_t = FunctionPolicy::Lab)]
+        policy: FunctionPolicy,
     },
     /// The student's exercises
     Lab {

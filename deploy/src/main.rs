@@ -59,8 +59,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let lab = deploy::connect::connect(global).await?;
     eprintln!("account {}, region {}", lab.account, lab.region);
     match cli.command {
-        Command::Up { zip, dry_run, use_existing_recorder, fast_path } => {
-            let options = UpOptions { zip, dry_run, use_existing_recorder, fast_path };
+        Command::Up { zip, dry_run, use_existing_recorder, fast_path, policy } => {
+            let options = UpOptions { zip, dry_run, use_existing_recorder, fast_path, policy };
             let (report, error) = deploy::up::up(&lab, &options).await;
             if let Some(err) = error {
                 if !report.steps.is_empty() {
