@@ -4,11 +4,13 @@
 //   functionZip     the cargo-lambda zip (default ../target/lambda/arm64/bootstrap/bootstrap.zip)
 //   bucketName, configRoleName, functionRoleName, functionName, ruleName
 //   fastPath        true: add the event fast path (`deploy up --fast-path`; default false)
+//   functionPolicy  lab | least-privilege: the function role's policy (`deploy up --policy`; default lab)
 //   stackSetAssetBucketPrefix   synthesize for CloudFormation StackSets (see README)
 
 import { App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { booleanContext } from '../lib/context';
+import { booleanContext, choiceContext } from '../lib/context';
+import { FUNCTION_POLICIES } from '../lib/remediation';
 import { stackSetSynthesizer } from '../lib/stack-set';
 import { SgMonitoringLabStack } from '../lib/sg-monitoring-lab-stack';
 
@@ -25,5 +27,6 @@ new SgMonitoringLabStack(app, 'SgMonitoringLab', {
   functionName: context('functionName'),
   ruleName: context('ruleName'),
   fastPath: booleanContext('fastPath', app.node.tryGetContext('fastPath')),
+  functionPolicy: choiceContext('functionPolicy', app.node.tryGetContext('functionPolicy'), FUNCTION_POLICIES),
 });
 Validations.of(app).addPlugins(new AwsSolutionsChecks(app));

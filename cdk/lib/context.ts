@@ -7,3 +7,10 @@ export function booleanContext(key: string, value: unknown): boolean | undefined
   if (value === 'true' || value === 'false') return value === 'true';
   throw new Error(`context ${key}=${JSON.stringify(value)}: expected true or false`);
 }
+
+/** A context value that must be one of `choices`, or undefined when not given. */
+export function choiceContext<T extends string>(key: string, value: unknown, choices: readonly T[]): T | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value === 'string' && (choices as readonly string[]).includes(value)) return value as T;
+  throw new Error(`context ${key}=${JSON.stringify(value)}: expected one of ${choices.join(', ')}`);
+}

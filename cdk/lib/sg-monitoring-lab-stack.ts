@@ -9,7 +9,7 @@ import * as config from 'aws-cdk-lib/aws-config';
 import { Construct } from 'constructs';
 import { FastPath } from './fast-path';
 import { ConfigRecording } from './recording';
-import { RemediationFunction } from './remediation';
+import { FunctionPolicy, RemediationFunction } from './remediation';
 
 /** The `cdk/` directory. */
 export const CDK_DIR = path.resolve(__dirname, '..');
@@ -35,6 +35,7 @@ export const LAB_DEFAULTS = {
   channelName: 'default',
   functionRoleName: 'awsconfig_lambda_ec2_security_group_role',
   functionPolicyName: 'awsconfig_lambda_ec2_security_group_policy',
+  functionPolicy: 'lab' as FunctionPolicy,
   deliveryPolicyName: 'config-bucket-delivery',
   configManagedPolicy: 'service-role/AWS_ConfigRole',
   functionName: 'awsconfig_lambda_security_group',
@@ -61,6 +62,13 @@ export interface SgMonitoringLabStackProps extends StackProps {
   readonly functionRoleName?: string;
   /** @default awsconfig_lambda_ec2_security_group_policy */
   readonly functionPolicyName?: string;
+  /**
+   * The function role's inline policy (`deploy up --policy`): `lab`, the lab's exact policy
+   * (policy/lambda-lab-policy.json), or `least-privilege`, scoped to the function's own log
+   * group and this account's security groups (policy/lambda-least-privilege-policy.json).
+   * @default lab
+   */
+  readonly functionPolicy?: FunctionPolicy;
   /** @default config-bucket-delivery */
   readonly deliveryPolicyName?: string;
   /** @default service-role/AWS_ConfigRole */
@@ -121,6 +129,7 @@ export class SgMonitoringLabStack extends Stack {
       description: FUNCTION_DESCRIPTION,
       functionRoleName: p.functionRoleName,
       functionPolicyName: p.functionPolicyName,
+      functionPolicy: p.functionPolicy,
       zipPath: path.resolve(CDK_DIR, p.functionZip),
       environment: p.fastPath ? { RULE_PARAMETERS: ruleParametersJson } : undefined,
       permissionId: p.permissionId,

@@ -1,5 +1,7 @@
-// cfn-lint on the fast-path template. scripts/test-cdk lints the template `cdk synth` writes,
-// which has the lab's defaults (no fast path); this lints the other one, with no check ignored.
+// cfn-lint on the template with every option on (the fast path, the least-privilege function
+// policy). scripts/test-cdk lints the template `cdk synth` writes, which has the lab's defaults
+// (no fast path, the lab's policy); between them every resource variant is linted, with no
+// check ignored.
 
 import { execFile } from 'child_process';
 import * as fs from 'fs';
@@ -12,13 +14,20 @@ import { functionZip } from './support/zip';
 
 jest.setTimeout(60_000);
 
-test('cfn-lint: the template with the fast path has no error and no warning', async () => {
+test('cfn-lint: the template with every option on has no error and no warning', async () => {
   const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-lab-cdk-lint-'));
   const app = newApp({ outdir });
-  const stack = new SgMonitoringLabStack(app, 'SgMonitoringLab', { functionZip: functionZip('arm64'), fastPath: true });
+  const stack = new SgMonitoringLabStack(app, 'SgMonitoringLab', {
+    functionZip: functionZip('arm64'),
+    fastPath: true,
+    functionPolicy: 'least-privilege',
+  });
   const template = path.join(app.synth().directory, stack.templateFile);
-  expect(JSON.parse(fs.readFileSync(template, 'utf8')).Resources).toHaveProperty(
-    [stack.getLogicalId(stack.fastPath!.trail)],
+  const resources = JSON.parse(fs.readFileSync(template, 'utf8')).Resources;
+  expect(resources).toHaveProperty([stack.getLogicalId(stack.fastPath!.trail)]);
+  const role = resources[stack.getLogicalId(stack.remediation.role)];
+  expect(role.Properties.Policies[0].PolicyDocument.Statement.map((s: { Sid: string }) => s.Sid)).toContain(
+    'ChangeIngress',
   );
 
   const options = { env: { ...process.env, PATH: toolPath() }, timeout: 50_000 };

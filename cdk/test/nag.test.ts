@@ -7,6 +7,7 @@ import * as path from 'path';
 import { Validations } from 'aws-cdk-lib';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { AwsSolutionsChecks } from 'cdk-nag';
+import { FunctionPolicy } from '../lib/remediation';
 import { SgMonitoringLabStack } from '../lib/sg-monitoring-lab-stack';
 import { newApp } from './support/app';
 import { functionZip } from './support/zip';
@@ -20,12 +21,33 @@ interface Suppressed {
 
 // The fast path adds no finding: AwsSolutions has no CloudTrail or EventBridge-rule check (the
 // trail's CloudWatch Logs, KMS and log-file-validation checks are in other packs, e.g. HIPAA, NIST).
-test.each([false, true])(
-  'AwsSolutions (fastPath: %s): no open finding; each acknowledgment has a reason and matches a finding',
-  (fastPath) => {
+// The function role's findings depend on its policy: the lab's wildcards, or the scoped policy's.
+const FUNCTION_ROLE_FINDINGS: Record<FunctionPolicy, string[]> = {
+  lab: [
+    'AwsSolutions-IAM5[Resource::arn:aws:logs:*:*:*] on SgMonitoringLab/Remediation/Role',
+    'AwsSolutions-IAM5[Resource::*] on SgMonitoringLab/Remediation/Role',
+  ],
+  'least-privilege': [
+    'AwsSolutions-IAM5[Resource::*] on SgMonitoringLab/Remediation/Role',
+    'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/lambda/awsconfig_lambda_security_group:*] on SgMonitoringLab/Remediation/Role',
+    'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:security-group/*] on SgMonitoringLab/Remediation/Role',
+  ],
+};
+
+test.each([
+  { fastPath: false, functionPolicy: 'lab' },
+  { fastPath: true, functionPolicy: 'lab' },
+  { fastPath: false, functionPolicy: 'least-privilege' },
+] as const)(
+  'AwsSolutions (fastPath: $fastPath, functionPolicy: $functionPolicy): no open finding; each acknowledgment has a reason and matches a finding',
+  ({ fastPath, functionPolicy }) => {
     const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-lab-cdk-nag-'));
     const app = newApp({ outdir });
-    const stack = new SgMonitoringLabStack(app, 'SgMonitoringLab', { functionZip: functionZip('arm64'), fastPath });
+    const stack = new SgMonitoringLabStack(app, 'SgMonitoringLab', {
+      functionZip: functionZip('arm64'),
+      fastPath,
+      functionPolicy,
+    });
     Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
     app.synth(); // throws when a plugin reports a violation
 
@@ -44,8 +66,7 @@ test.each([false, true])(
         'AwsSolutions-S1 on SgMonitoringLab/Recording/Bucket/Resource',
         'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWS_ConfigRole] on SgMonitoringLab/Recording/Role',
         'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::<RecordingBucket11901DEF>/AWSLogs/<AWS::AccountId>/*] on SgMonitoringLab/Recording/Role',
-        'AwsSolutions-IAM5[Resource::arn:aws:logs:*:*:*] on SgMonitoringLab/Remediation/Role',
-        'AwsSolutions-IAM5[Resource::*] on SgMonitoringLab/Remediation/Role',
+        ...FUNCTION_ROLE_FINDINGS[functionPolicy],
       ].sort(),
     );
     for (const s of suppressed) {

@@ -9,9 +9,10 @@ import * as os from 'os';
 import * as path from 'path';
 import { POLICY_DIR } from '../lib/policy';
 import { differences, desiredFromStack, KNOWN_DIFFERENCES, knownDifferences } from './support/parity';
-import { deployDryRun, DryRun, MotoServer, requireFastPathFlag } from './support/deploy';
+import { deployDryRun, DryRun, MotoServer, requireFastPathFlag, requirePolicyFlag } from './support/deploy';
 import { newApp } from './support/app';
 import { functionZip } from './support/zip';
+import { FUNCTION_POLICY_FILES } from '../lib/remediation';
 import { SgMonitoringLabStack } from '../lib/sg-monitoring-lab-stack';
 
 jest.setTimeout(120_000);
@@ -31,23 +32,36 @@ const statementIds = (file: string): string[] =>
   JSON.parse(fs.readFileSync(path.join(POLICY_DIR, file), 'utf8')).Statement.map((s: { Sid: string }) => s.Sid);
 
 describe.each([
-  { architecture: 'arm64', fastPath: false, title: 'with an arm64 zip' },
-  { architecture: 'x86_64', fastPath: false, title: 'with an x86_64 zip' },
-  { architecture: 'arm64', fastPath: true, title: 'with an arm64 zip and the fast path (deploy up --fast-path)' },
-] as const)('$title', ({ architecture, fastPath }) => {
+  { architecture: 'arm64', fastPath: false, policy: undefined, title: 'with an arm64 zip' },
+  { architecture: 'x86_64', fastPath: false, policy: undefined, title: 'with an x86_64 zip' },
+  {
+    architecture: 'arm64',
+    fastPath: true,
+    policy: undefined,
+    title: 'with an arm64 zip and the fast path (deploy up --fast-path)',
+  },
+  {
+    architecture: 'arm64',
+    fastPath: false,
+    policy: 'least-privilege',
+    title: 'with an arm64 zip and the least-privilege policy (deploy up --policy least-privilege)',
+  },
+] as const)('$title', ({ architecture, fastPath, policy }) => {
   let deploy: DryRun;
   let cdk: Record<string, any>;
 
   beforeAll(async () => {
     // Fails every test below with what to do when this deploy predates the fast path.
     if (fastPath) await requireFastPathFlag();
+    if (policy) await requirePolicyFlag();
     const zip = functionZip(architecture, { deflate: true });
-    deploy = await deployDryRun(moto.url, zip, { fastPath });
+    deploy = await deployDryRun(moto.url, zip, { fastPath, policy });
     const app = newApp();
     const stack = new SgMonitoringLabStack(app, 'SgMonitoringLab', {
       env: { account: deploy.account, region: deploy.region },
       functionZip: zip,
       fastPath,
+      functionPolicy: policy,
     });
     const partition = String(deploy.desired.recorder.roleArn).split(':')[1];
     cdk = desiredFromStack(app, stack, { account: deploy.account, region: deploy.region, partition });
@@ -83,6 +97,12 @@ describe.each([
     expect(cdk.function.codeSha256).toBe(deploy.desired.function.codeSha256);
     expect(deploy.desired.bucket.policy.Statement.length).toBeGreaterThan(0);
     expect(Object.keys(cdk.functionRole.inlinePolicies)).toEqual(['awsconfig_lambda_ec2_security_group_policy']);
+    // The inline policy compared above is the chosen file's (its statement ids, in order).
+    const inline = deploy.desired.functionRole.inlinePolicies.awsconfig_lambda_ec2_security_group_policy;
+    const file = FUNCTION_POLICY_FILES[policy ?? 'lab'];
+    const fileStatements = JSON.parse(fs.readFileSync(path.join(POLICY_DIR, file), 'utf8')).Statement;
+    expect(inline.Statement.map((s: { Sid?: string }) => s.Sid)).toEqual(fileStatements.map((s: { Sid?: string }) => s.Sid));
+    expect(inline.Statement.length).toBe(fileStatements.length);
     // The whole bucket policy is compared above; here, that it is the files' statements in order.
     const sids = [
       ...statementIds('config-bucket-policy.json'),

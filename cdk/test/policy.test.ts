@@ -11,6 +11,7 @@ const VALUES = {
   'AWS::Region': 'us-west-2',
   BucketName: 'b',
   TrailName: 't',
+  FunctionName: 'f',
 };
 
 test('POLICY_DIR is the repository policy/ folder', () => {
@@ -23,6 +24,7 @@ test.each([
   'config-delivery-policy.json',
   'config-trust.json',
   'lambda-lab-policy.json',
+  'lambda-least-privilege-policy.json',
   'lambda-trust.json',
   'fast-path-event-pattern.json',
 ])('%s: every placeholder is filled and nothing else changes', (file) => {

@@ -6,8 +6,9 @@ import * as path from 'path';
 import { CfnResource, Stack, TagManager } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { ArtifactError } from '../lib/artifact';
-import { booleanContext } from '../lib/context';
+import { booleanContext, choiceContext } from '../lib/context';
 import { POLICY_DIR } from '../lib/policy';
+import { FUNCTION_POLICIES } from '../lib/remediation';
 import { STACK_SET_ASSET_KEY_PREFIX, stackSetSynthesizer } from '../lib/stack-set';
 import { MESSAGE_TYPES, OWNER_TAG, SECURITY_GROUP } from '../lib/sg-monitoring-lab-stack';
 import { logicalId, synthLab, Synthesized } from './support/app';
@@ -479,6 +480,71 @@ test('the fast path names are props, and its RULE_PARAMETERS follow ruleParamete
   );
   expect(trailArns.match(/:trail\/lab-trail"/g)).toHaveLength(2);
   expect(trailArns).not.toContain('sg-monitoring-lab-trail');
+});
+
+describe("the function role's policy (functionPolicy)", () => {
+  const functionRole = (lab: Synthesized) => lab.template.toJSON().Resources[logicalId(lab.stack.remediation.role)];
+
+  test("no prop and `functionPolicy: 'lab'` synthesize the same template: the lab's exact policy", () => {
+    const none = synthLab({ functionZip: functionZip('arm64') });
+    const lab = synthLab({ functionZip: functionZip('arm64'), functionPolicy: 'lab' });
+    expect(normalise(lab.template.toJSON())).toEqual(normalise(none.template.toJSON()));
+    expect(functionRole(lab).Properties.Policies[0].PolicyDocument).toEqual(renderedPolicy('lambda-lab-policy.json', {}));
+  });
+
+  test("`functionPolicy: 'least-privilege'`: the scoped document for the function's name; nothing else changes", () => {
+    const none = synthLab({ functionZip: functionZip('arm64') });
+    const scoped = synthLab({ functionZip: functionZip('arm64'), functionPolicy: 'least-privilege' });
+    const document = renderedPolicy('lambda-least-privilege-policy.json', {
+      'AWS::AccountId': ACCOUNT,
+      'AWS::Partition': PARTITION,
+      'AWS::Region': REGION,
+      FunctionName: 'awsconfig_lambda_security_group',
+    });
+    expect(functionRole(scoped).Properties).toEqual({
+      ...functionRole(none).Properties,
+      Policies: [{ PolicyName: 'awsconfig_lambda_ec2_security_group_policy', PolicyDocument: document }],
+    });
+    // Scoped: ingress changes on this account's groups, logs on the function's own group.
+    const statements = (document as { Statement: { Sid: string; Resource: unknown }[] }).Statement;
+    expect(statements.find((s) => s.Sid === 'ChangeIngress')?.Resource).toEqual({
+      'Fn::Join': ['', ['arn:', PARTITION, ':ec2:', REGION, ':', ACCOUNT, ':security-group/*']],
+    });
+    expect(JSON.stringify(document)).not.toContain('arn:aws:logs:*');
+    // Every other resource is the same as in the default stack.
+    const others = (lab: Synthesized) => {
+      const resources = { ...(normalise(lab.template.toJSON()) as { Resources: Record<string, unknown> }).Resources };
+      delete resources[logicalId(lab.stack.remediation.role)];
+      return resources;
+    };
+    expect(others(scoped)).toEqual(others(none));
+  });
+
+  test('the policy follows functionName', () => {
+    const { template } = synthLab({
+      functionZip: functionZip('arm64'),
+      functionName: 'lab-function',
+      functionPolicy: 'least-privilege',
+    });
+    const roles = template.findResources('AWS::IAM::Role', {
+      Properties: { RoleName: 'awsconfig_lambda_ec2_security_group_role' },
+    });
+    const [role] = Object.values(roles);
+    const text = JSON.stringify(role.Properties.Policies[0].PolicyDocument);
+    expect(text).toContain(':log-group:/aws/lambda/lab-function:*');
+    expect(text).not.toContain('awsconfig_lambda_security_group');
+  });
+
+  test('`-c functionPolicy=…` in bin/: lab or least-privilege; anything else is an error', () => {
+    expect(FUNCTION_POLICIES).toEqual(['lab', 'least-privilege']);
+    expect(choiceContext('functionPolicy', undefined, FUNCTION_POLICIES)).toBeUndefined();
+    expect(choiceContext('functionPolicy', 'lab', FUNCTION_POLICIES)).toBe('lab');
+    expect(choiceContext('functionPolicy', 'least-privilege', FUNCTION_POLICIES)).toBe('least-privilege');
+    expect(() => choiceContext('functionPolicy', 'admin', FUNCTION_POLICIES)).toThrow(
+      'context functionPolicy="admin": expected one of lab, least-privilege',
+    );
+    expect(() => choiceContext('functionPolicy', true, FUNCTION_POLICIES)).toThrow('expected one of');
+  });
 });
 
 /** A resource that takes tags (CfnRule, for one, has a V2 tag manager). */

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::lab::FunctionPolicy;
+
 /// The region `--local` uses when none is configured (the lab's).
 pub const LOCAL_REGION: &str = "us-west-2";
 
@@ -111,6 +113,11 @@ pub enum Command {
         /// Also revert changes within seconds: CloudTrail → EventBridge → the function
         #[arg(long)]
         fast_path: bool,
+        /// The function role's inline policy: the lab's exact one, or one scoped to what the
+        /// function calls (its own log group, this account's security groups) [default: the
+        /// one deployed, else lab]
+        #[arg(long, value_enum)]
+        policy: Option<FunctionPolicy>,
     },
     /// The student's exercises
     Lab {

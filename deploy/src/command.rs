@@ -130,12 +130,13 @@ pub struct Context {
 /// `logs` and `local` are not target commands: they answer a usage error here.
 pub async fn execute(lab: &Lab, command: &Command, global: &Global, context: Context) -> (Option<Done>, Option<Error>) {
     match command {
-        Command::Up { zip, dry_run, use_existing_recorder, fast_path } => {
+        Command::Up { zip, dry_run, use_existing_recorder, fast_path, policy } => {
             let options = UpOptions {
                 zip: zip.clone(),
                 dry_run: *dry_run,
                 use_existing_recorder: *use_existing_recorder,
                 fast_path: *fast_path,
+                policy: *policy,
             };
             let (report, error) = crate::up::up(lab, &options).await;
             let shown = (error.is_none() || !report.steps.is_empty()).then_some(Done::Report(report));

@@ -8,7 +8,7 @@ use aws_credential_types::Credentials;
 
 use crate::cli::{Global, LOCAL_REGION};
 use crate::error::{Error, Result};
-use crate::lab::{Clients, Lab, NameOverrides, Names};
+use crate::lab::{Clients, FunctionPolicy, Lab, NameOverrides, Names};
 
 pub async fn sdk_config(global: &Global) -> Result<SdkConfig> {
     // Three attempts: enough for throttling, short enough that an endpoint answering an
@@ -94,7 +94,15 @@ pub async fn connect_with(global: &Global, sdk: SdkConfig) -> Result<Lab> {
         rule: global.rule_name.clone(),
     };
     let names = Names::new(&account, &region, &overrides);
-    Ok(Lab { account, region, partition, names, clients: Clients::new(&sdk), fast_path: false })
+    Ok(Lab {
+        account,
+        region,
+        partition,
+        names,
+        clients: Clients::new(&sdk),
+        fast_path: false,
+        function_policy: FunctionPolicy::default(),
+    })
 }
 
 fn no_credentials(profile: Option<&str>, why: &str) -> Error {

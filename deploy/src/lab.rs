@@ -26,6 +26,7 @@ pub const SECURITY_GROUP: &str = "AWS::EC2::SecurityGroup";
 
 const LAMBDA_TRUST: &str = include_str!("../../policy/lambda-trust.json");
 const LAMBDA_LAB_POLICY: &str = include_str!("../../policy/lambda-lab-policy.json");
+const LAMBDA_LEAST_PRIVILEGE_POLICY: &str = include_str!("../../policy/lambda-least-privilege-policy.json");
 const CONFIG_TRUST: &str = include_str!("../../policy/config-trust.json");
 const CONFIG_DELIVERY_POLICY: &str = include_str!("../../policy/config-delivery-policy.json");
 const CONFIG_BUCKET_POLICY: &str = include_str!("../../policy/config-bucket-policy.json");
@@ -37,6 +38,42 @@ pub const TRAIL_NAME: &str = "sg-monitoring-lab-trail";
 pub const TRAIL_PREFIX: &str = "cloudtrail";
 pub const FAST_PATH_RULE: &str = "sg-monitoring-lab-fast-path";
 pub const EVENTS_PERMISSION_SID: &str = "events-invoke";
+
+/// Which inline policy the function role carries (`up --policy`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum FunctionPolicy {
+    /// The lab's policy, exactly (`policy/lambda-lab-policy.json`).
+    #[default]
+    Lab,
+    /// Scoped to what the function calls, on its own log group and this account's security
+    /// groups (`policy/lambda-least-privilege-policy.json`).
+    LeastPrivilege,
+}
+
+impl FunctionPolicy {
+    pub const ALL: [FunctionPolicy; 2] = [FunctionPolicy::Lab, FunctionPolicy::LeastPrivilege];
+
+    /// The name `--policy` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            FunctionPolicy::Lab => "lab",
+            FunctionPolicy::LeastPrivilege => "least-privilege",
+        }
+    }
+
+    fn document(self) -> &'static str {
+        match self {
+            FunctionPolicy::Lab => LAMBDA_LAB_POLICY,
+            FunctionPolicy::LeastPrivilege => LAMBDA_LEAST_PRIVILEGE_POLICY,
+        }
+    }
+}
+
+impl std::fmt::Display for FunctionPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// Names of the lab's resources; the lab's defaults unless overridden.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -119,6 +156,8 @@ pub struct Lab {
     /// The event fast path is (to be) deployed: the bucket policy admits CloudTrail and the
     /// function carries its rule parameters.
     pub fast_path: bool,
+    /// The function role's inline policy.
+    pub function_policy: FunctionPolicy,
 }
 
 impl Lab {
@@ -129,7 +168,8 @@ impl Lab {
             .replace("${AWS::Partition}", &self.partition)
             .replace("${AWS::Region}", &self.region)
             .replace("${BucketName}", &self.names.bucket)
-            .replace("${TrailName}", TRAIL_NAME);
+            .replace("${TrailName}", TRAIL_NAME)
+            .replace("${FunctionName}", &self.names.function);
         // The documents are compiled in and checked by the tests.
         serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
     }
@@ -171,8 +211,12 @@ impl Lab {
     pub fn lambda_trust(&self) -> serde_json::Value {
         self.render(LAMBDA_TRUST)
     }
+    /// The function role's inline policy: the one `function_policy` names.
     pub fn lambda_policy(&self) -> serde_json::Value {
-        self.render(LAMBDA_LAB_POLICY)
+        self.lambda_policy_of(self.function_policy)
+    }
+    pub fn lambda_policy_of(&self, policy: FunctionPolicy) -> serde_json::Value {
+        self.render(policy.document())
     }
 
     pub fn managed_policy_arn(&self) -> String {
@@ -223,10 +267,22 @@ mod tests {
     }
 
     #[test]
+    fn function_policy_names_are_the_flag_values() {
+        use clap::ValueEnum;
+        for policy in FunctionPolicy::ALL {
+            let value = policy.to_possible_value().map(|v| v.get_name().to_owned());
+            assert_eq!(value.as_deref(), Some(policy.name()));
+        }
+        assert_eq!(FunctionPolicy::ALL.len(), FunctionPolicy::value_variants().len());
+        assert_eq!(FunctionPolicy::default(), FunctionPolicy::Lab);
+    }
+
+    #[test]
     fn every_policy_document_is_json_with_no_placeholder_left() {
         for document in [
             LAMBDA_TRUST,
             LAMBDA_LAB_POLICY,
+            LAMBDA_LEAST_PRIVILEGE_POLICY,
             CONFIG_TRUST,
             CONFIG_DELIVERY_POLICY,
             CONFIG_BUCKET_POLICY,
@@ -237,7 +293,8 @@ mod tests {
                 .replace("${AWS::Partition}", "aws")
                 .replace("${AWS::Region}", "us-west-2")
                 .replace("${BucketName}", "b")
-                .replace("${TrailName}", "t");
+                .replace("${TrailName}", "t")
+                .replace("${FunctionName}", "f");
             assert!(!text.contains("${"), "{text}");
             let value: serde_json::Value = serde_json::from_str(&text).unwrap();
             assert_eq!(value["Version"], "2012-10-17");

@@ -1,12 +1,12 @@
 //! IAM roles: the Config role (`config-role-<region>`: AWS_ConfigRole + bucket delivery) and the
-//! function role (the lab's inline policy). Both are created with the lab's tag, which is how
-//! `down` knows they are the lab's.
+//! function role (the lab's inline policy, or the least-privilege one with `up --policy`). Both
+//! are created with the lab's tag, which is how `down` knows they are the lab's.
 
 use aws_sdk_iam::types::Tag;
 use tracing::info;
 
 use crate::error::{code_of, Error, Result};
-use crate::lab::{parse_policy, Lab, OWNER_TAG, OWNER_VALUE};
+use crate::lab::{parse_policy, FunctionPolicy, Lab, FUNCTION_POLICY_NAME, OWNER_TAG, OWNER_VALUE};
 use crate::report::{Action, Step};
 
 /// What a role must look like.
@@ -18,6 +18,8 @@ pub struct RoleSpec {
     pub managed: Vec<String>,
     pub inline_name: &'static str,
     pub inline: serde_json::Value,
+    /// Which variant of the inline policy it is, for the report (the function role's).
+    pub inline_variant: Option<FunctionPolicy>,
 }
 
 impl RoleSpec {
@@ -29,6 +31,7 @@ impl RoleSpec {
             managed: vec![lab.managed_policy_arn()],
             inline_name: crate::lab::DELIVERY_POLICY_NAME,
             inline: lab.config_delivery_policy(),
+            inline_variant: None,
         }
     }
 
@@ -38,8 +41,9 @@ impl RoleSpec {
             name: lab.names.function_role.clone(),
             trust: lab.lambda_trust(),
             managed: vec![],
-            inline_name: crate::lab::FUNCTION_POLICY_NAME,
+            inline_name: FUNCTION_POLICY_NAME,
             inline: lab.lambda_policy(),
+            inline_variant: Some(lab.function_policy),
         }
     }
 }
@@ -74,7 +78,7 @@ pub async fn ensure(lab: &Lab, spec: &RoleSpec, dry_run: bool, flag: &str) -> Re
     let name = &spec.name;
     match ownership(lab, name).await? {
         Ownership::Foreign => Err(conflict(spec.kind, name, flag)),
-        Ownership::Absent if dry_run => Ok(Step::new(spec.kind, name, Action::Create)),
+        Ownership::Absent if dry_run => Ok(created(spec)),
         Ownership::Absent => {
             info!("creating role {name}");
             let tag =
@@ -87,13 +91,22 @@ pub async fn ensure(lab: &Lab, spec: &RoleSpec, dry_run: bool, flag: &str) -> Re
                 .await
                 .map_err(|e| Error::aws(format!("creating role {name}"), e))?;
             converge(lab, spec, false).await?;
-            Ok(Step::new(spec.kind, name, Action::Create))
+            Ok(created(spec))
         }
         Ownership::Ours => {
             let changed = converge(lab, spec, dry_run).await?;
             let action = if changed.is_empty() { Action::Unchanged } else { Action::Update };
             Ok(Step::new(spec.kind, name, action).detail(changed.join(", ")))
         }
+    }
+}
+
+/// The step of a role `ensure` creates: it names the variant of the function role's policy.
+fn created(spec: &RoleSpec) -> Step {
+    let step = Step::new(spec.kind, &spec.name, Action::Create);
+    match spec.inline_variant {
+        Some(variant) => step.detail(format!("{variant} policy")),
+        None => step,
     }
 }
 
@@ -137,13 +150,12 @@ async fn converge(lab: &Lab, spec: &RoleSpec, dry_run: bool) -> Result<Vec<Strin
         }
     }
 
-    let inline = match iam.get_role_policy().role_name(name).policy_name(spec.inline_name).send().await {
-        Ok(out) => parse_policy(out.policy_document()),
-        Err(err) if code_of(&err) == Some("NoSuchEntity") => None,
-        Err(err) => return Err(Error::aws(format!("reading policy {} of role {name}", spec.inline_name), err)),
-    };
+    let inline = inline_policy(lab, name, spec.inline_name).await?;
     if inline.as_ref() != Some(&spec.inline) {
-        changed.push(format!("inline policy {}", spec.inline_name));
+        changed.push(match spec.inline_variant {
+            Some(variant) => format!("inline policy {} ({variant})", spec.inline_name),
+            None => format!("inline policy {}", spec.inline_name),
+        });
         if !dry_run {
             iam.put_role_policy()
                 .role_name(name)
@@ -155,6 +167,36 @@ async fn converge(lab: &Lab, spec: &RoleSpec, dry_run: bool) -> Result<Vec<Strin
         }
     }
     Ok(changed)
+}
+
+/// A role's inline policy `policy`, parsed; `None` when the role or the policy does not exist.
+pub async fn inline_policy(lab: &Lab, name: &str, policy: &str) -> Result<Option<serde_json::Value>> {
+    match lab.clients.iam.get_role_policy().role_name(name).policy_name(policy).send().await {
+        Ok(out) => Ok(parse_policy(out.policy_document())),
+        Err(err) if code_of(&err) == Some("NoSuchEntity") => Ok(None),
+        Err(err) => Err(Error::aws(format!("reading policy {policy} of role {name}"), err)),
+    }
+}
+
+/// What the function role's inline policy is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CarriedPolicy {
+    /// No role, or no inline policy.
+    Absent,
+    /// One of the lab's documents.
+    Is(FunctionPolicy),
+    /// A document that is none of them (edited by hand); `up` puts one back.
+    Other,
+}
+
+pub async fn function_policy(lab: &Lab) -> Result<CarriedPolicy> {
+    let Some(current) = inline_policy(lab, &lab.names.function_role, FUNCTION_POLICY_NAME).await? else {
+        return Ok(CarriedPolicy::Absent);
+    };
+    Ok(FunctionPolicy::ALL
+        .into_iter()
+        .find(|p| lab.lambda_policy_of(*p) == current)
+        .map_or(CarriedPolicy::Other, CarriedPolicy::Is))
 }
 
 /// The ARNs of the managed policies attached to a role.

@@ -9,6 +9,7 @@ use sg_function::aws::Ec2;
 
 use crate::error::{Error, Result};
 use crate::lab::Lab;
+use crate::role::CarriedPolicy;
 use crate::{recorder, rule};
 
 #[derive(Debug, Clone, Serialize)]
@@ -19,6 +20,9 @@ pub struct Status {
     pub recorder: Option<RecorderStatus>,
     pub delivery_channel: Option<ChannelStatus>,
     pub rule: Option<RuleStatus>,
+    /// The function role's inline policy: `lab`, `least-privilege`, `other` (edited by hand), or
+    /// absent when there is none.
+    pub function_policy: Option<String>,
     pub compliance: Compliance,
     pub default_group: Option<GroupStatus>,
     /// The event fast path, when any part of it exists.
@@ -119,6 +123,11 @@ pub async fn status(lab: &Lab) -> Result<Status> {
         recorder,
         delivery_channel,
         rule,
+        function_policy: match crate::role::function_policy(lab).await? {
+            CarriedPolicy::Absent => None,
+            CarriedPolicy::Is(policy) => Some(policy.name().to_owned()),
+            CarriedPolicy::Other => Some("other".to_owned()),
+        },
         compliance,
         default_group: default_group(lab).await?,
         fast_path: fast_path(lab).await?,
@@ -242,6 +251,13 @@ impl fmt::Display for Status {
         match &self.rule {
             Some(r) => writeln!(f, "rule              {} — {}", r.name, r.state.as_deref().unwrap_or("unknown state"))?,
             None => writeln!(f, "rule              none")?,
+        }
+        if let Some(policy) = &self.function_policy {
+            let what = match policy.as_str() {
+                "other" => "other (matches neither policy/ document; `up` puts one back)",
+                name => name,
+            };
+            writeln!(f, "function policy   {what}")?;
         }
         if let Some(why) = &self.compliance.unavailable {
             writeln!(f, "compliance        unavailable: {why}")?;

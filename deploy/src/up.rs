@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::artifact::Artifact;
 use crate::error::{Error, Result};
-use crate::lab::{Lab, RULE_DESCRIPTION, RULE_PARAMETERS, SECURITY_GROUP};
+use crate::lab::{FunctionPolicy, Lab, RULE_DESCRIPTION, RULE_PARAMETERS, SECURITY_GROUP};
 use crate::recorder::Mode;
 use crate::report::{Action, Report, Step};
 use crate::role::RoleSpec;
@@ -25,6 +25,9 @@ pub struct UpOptions {
     pub use_existing_recorder: bool,
     /// Add the event fast path (trail, EventBridge rule, permission); kept once deployed.
     pub fast_path: bool,
+    /// The function role's inline policy; `up` puts it in place of the other. `None`: the one
+    /// deployed (like the fast path, a choice is kept once made), else the lab's.
+    pub policy: Option<FunctionPolicy>,
 }
 
 /// Steps done so far, and the error that stopped a chain.
@@ -146,7 +149,15 @@ pub async fn up(lab: &Lab, options: &UpOptions) -> (Report, Option<Error>) {
         Ok(deployed) => options.fast_path || deployed,
         Err(err) => return (Report::empty("up", lab, options.dry_run), Some(err)),
     };
-    let lab = &Lab { fast_path: fast, ..lab.clone() };
+    let policy = match options.policy {
+        Some(policy) => policy,
+        None => match role::function_policy(lab).await {
+            Ok(role::CarriedPolicy::Is(deployed)) => deployed,
+            Ok(role::CarriedPolicy::Absent | role::CarriedPolicy::Other) => FunctionPolicy::default(),
+            Err(err) => return (Report::empty("up", lab, options.dry_run), Some(err)),
+        },
+    };
+    let lab = &Lab { fast_path: fast, function_policy: policy, ..lab.clone() };
     let mut report = Report {
         command: "up",
         account: lab.account.clone(),

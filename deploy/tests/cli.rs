@@ -100,6 +100,18 @@ fn dry_run_json_is_the_desired_state() {
     assert_eq!(desired["rule"]["inputParameters"], serde_json::json!({"debug": "true"}));
     let lab_policy: Value = serde_json::from_str(include_str!("../../policy/lambda-lab-policy.json")).unwrap();
     assert_eq!(desired["functionRole"]["inlinePolicies"]["awsconfig_lambda_ec2_security_group_policy"], lab_policy);
+    // `--policy least-privilege` plans the scoped document, filled in for this lab.
+    let args = ["--output", "json", "up", "--dry-run", "--zip", "arm.zip", "--policy", "least-privilege"];
+    let run = deploy(&dir, &local(&moto, &args));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let plan: Value = serde_json::from_str(&run.stdout).unwrap();
+    let scoped = &plan["desired"]["functionRole"]["inlinePolicies"]["awsconfig_lambda_ec2_security_group_policy"];
+    let expected = include_str!("../../policy/lambda-least-privilege-policy.json")
+        .replace("${AWS::Partition}", "aws")
+        .replace("${AWS::Region}", "us-west-2")
+        .replace("${AWS::AccountId}", "123456789012")
+        .replace("${FunctionName}", "awsconfig_lambda_security_group");
+    assert_eq!(scoped, &serde_json::from_str::<Value>(&expected).unwrap());
     // Nothing was created.
     let status = deploy(&dir, &local(&moto, &["status", "--output", "json"]));
     let status: Value = serde_json::from_str(&status.stdout).unwrap();
@@ -212,6 +224,9 @@ fn usage_errors_exit_2() {
     let dir = workdir("usage");
     let run = deploy(&dir, &["up", "--output", "yaml"]);
     assert_eq!(run.code, 2);
+    let run = deploy(&dir, &["up", "--policy", "admin"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("[possible values: lab, least-privilege]"), "{}", run.stderr);
     let run = deploy(&dir, &["logs", "--since", "soon", "--local"]);
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("not a duration"), "{}", run.stderr);

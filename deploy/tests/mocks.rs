@@ -11,7 +11,7 @@ use aws_sdk_lambda::types::{LastUpdateStatus, State};
 use aws_smithy_mocks::{mock, mock_client, RuleMode};
 use aws_smithy_types::error::ErrorMetadata;
 use deploy::artifact::Artifact;
-use deploy::lab::{Clients, Lab, NameOverrides, Names};
+use deploy::lab::{Clients, FunctionPolicy, Lab, NameOverrides, Names};
 use deploy::report::Action;
 
 /// A lab whose clients all point at a closed port, so an unexpected call fails loudly.
@@ -24,6 +24,7 @@ async fn lab() -> Lab {
         names: Names::new("123456789012", "us-west-2", &NameOverrides::default()),
         clients: Clients::new(&sdk),
         fast_path: false,
+        function_policy: FunctionPolicy::Lab,
     }
 }
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use deploy::cli::Cli;
-use deploy::lab::{Lab, OWNER_TAG, OWNER_VALUE};
+use deploy::lab::{FunctionPolicy, Lab, OWNER_TAG, OWNER_VALUE};
 use deploy::report::{Action, Report};
 use deploy::role::RoleSpec;
 use deploy::up::{down, up, UpOptions};
@@ -56,8 +56,38 @@ fn policy(text: &str) -> Value {
 }
 
 fn policy_file(name: &str) -> Value {
+    serde_json::from_str(&policy_text(name)).unwrap()
+}
+
+fn policy_text(name: &str) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policy").join(name);
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    std::fs::read_to_string(path).unwrap()
+}
+
+/// A `policy/` document with its placeholders filled for the lab's defaults in moto's account.
+fn rendered_file(name: &str) -> Value {
+    let text = policy_text(name)
+        .replace("${AWS::AccountId}", ACCOUNT)
+        .replace("${AWS::Partition}", "aws")
+        .replace("${AWS::Region}", "us-west-2")
+        .replace("${BucketName}", "config-bucket-123456789012")
+        .replace("${FunctionName}", "awsconfig_lambda_security_group")
+        .replace("${TrailName}", "sg-monitoring-lab-trail");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The function role's inline policy as IAM holds it.
+async fn function_inline_policy(lab: &Lab) -> Value {
+    let inline = lab
+        .clients
+        .iam
+        .get_role_policy()
+        .role_name(&lab.names.function_role)
+        .policy_name(deploy::lab::FUNCTION_POLICY_NAME)
+        .send()
+        .await
+        .unwrap();
+    policy(inline.policy_document())
 }
 
 /// Whether anything the lab creates still exists.
@@ -132,17 +162,26 @@ async fn up_creates_every_resource_as_the_lab_describes() {
     let actions_of = |sid: &str| statements.iter().find(|s| s["Sid"] == sid).unwrap()["Action"].clone();
     assert_eq!(actions_of("AWSConfigBucketPermissionsCheck"), "s3:GetBucketAcl");
     assert_eq!(actions_of("AWSConfigBucketExistenceCheck"), "s3:ListBucket");
+    // Confused deputy: Config may use the bucket only on behalf of this account.
+    for sid in ["AWSConfigBucketPermissionsCheck", "AWSConfigBucketExistenceCheck", "AWSConfigBucketDelivery"] {
+        let statement = statements.iter().find(|s| s["Sid"] == sid).unwrap();
+        assert_eq!(statement["Condition"]["StringEquals"]["AWS:SourceAccount"], ACCOUNT, "{sid}");
+    }
     let tls = statements.iter().find(|s| s["Sid"] == "DenyInsecureTransport").unwrap();
     assert_eq!(
         (tls["Effect"].as_str(), &tls["Condition"]["Bool"]["aws:SecureTransport"]),
         (Some("Deny"), &json!("false"))
     );
+    assert_eq!((&tls["Principal"], &tls["Action"]), (&json!("*"), &json!("s3:*")));
+    assert_eq!(tls["Resource"], json!([format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")]));
+    assert_eq!(bucket_policy, rendered_file("config-bucket-policy.json"));
 
     // Step 1: the Config role.
     let role = c.iam.get_role().role_name("config-role-us-west-2").send().await.unwrap();
     let trust = policy(role.role().unwrap().assume_role_policy_document().unwrap());
     assert_eq!(trust["Statement"][0]["Principal"]["Service"], "config.amazonaws.com");
     assert_eq!(trust["Statement"][0]["Condition"]["StringEquals"]["aws:SourceAccount"], ACCOUNT);
+    assert_eq!(trust, rendered_file("config-trust.json"));
     let attached = c.iam.list_attached_role_policies().role_name("config-role-us-west-2").send().await.unwrap();
     let arns: Vec<&str> = attached.attached_policies().iter().map(|p| p.policy_arn().unwrap()).collect();
     assert_eq!(arns, ["arn:aws:iam::aws:policy/service-role/AWS_ConfigRole"]);
@@ -431,4 +470,108 @@ async fn open_ports_is_idempotent_and_status_shows_the_group() {
         ["tcp/80@0.0.0.0/0", "tcp/443@0.0.0.0/0", "tcp/465@0.0.0.0/0", "tcp/993@0.0.0.0/0"]
     );
     assert!(status.recorder.is_none() && status.rule.is_none());
+}
+
+#[tokio::test]
+async fn policy_least_privilege_puts_the_scoped_document_and_policy_lab_puts_the_labs_back() {
+    let env = env().await;
+    let zip = env.zip("v1");
+    let options = |policy| UpOptions { zip: Some(zip.clone()), policy: Some(policy), ..UpOptions::default() };
+
+    // The plan shows the chosen document.
+    let (plan, error) = up(&env.lab, &UpOptions { dry_run: true, ..options(FunctionPolicy::LeastPrivilege) }).await;
+    assert!(error.is_none(), "{error:?}");
+    let scoped = rendered_file("lambda-least-privilege-policy.json");
+    let desired = &plan.desired.as_ref().unwrap()["functionRole"]["inlinePolicies"];
+    assert_eq!(desired, &json!({ "awsconfig_lambda_ec2_security_group_policy": scoped }));
+
+    let (report, error) = up(&env.lab, &options(FunctionPolicy::LeastPrivilege)).await;
+    assert!(error.is_none(), "{error:?}\n{report}");
+    let role = report.steps.iter().find(|s| s.resource == "function-role").unwrap();
+    assert_eq!((role.action, role.detail.as_deref()), (Action::Create, Some("least-privilege policy")));
+    let carried = function_inline_policy(&env.lab).await;
+    assert_eq!(carried, scoped);
+    // What makes it scoped: ingress changes on this account's groups only, logs on the
+    // function's own group only, nothing of the lab's `arn:aws:logs:*:*:*`.
+    let statement = |sid: &str| carried["Statement"].as_array().unwrap().iter().find(|s| s["Sid"] == sid).unwrap();
+    assert_eq!(statement("ChangeIngress")["Resource"], "arn:aws:ec2:us-west-2:123456789012:security-group/*");
+    assert_eq!(
+        statement("OwnLogStreams")["Resource"],
+        "arn:aws:logs:us-west-2:123456789012:log-group:/aws/lambda/awsconfig_lambda_security_group:*"
+    );
+    assert!(!carried.to_string().contains("arn:aws:logs:*"), "{carried}");
+    let status = deploy::status::status(&env.lab).await.unwrap();
+    assert_eq!(status.function_policy.as_deref(), Some("least-privilege"));
+
+    // The same choice again changes nothing.
+    env.proxy.clear();
+    let (again, error) = up(&env.lab, &options(FunctionPolicy::LeastPrivilege)).await;
+    assert!(error.is_none(), "{error:?}");
+    assert!(again.steps.iter().all(|s| s.action == Action::Unchanged), "{again}");
+    assert!(env.proxy.calls().iter().all(|c| !c.is_mutating()), "{:?}", env.proxy.calls());
+
+    // Without --policy, the deployed choice is kept.
+    let (kept, error) = up(&env.lab, &UpOptions { zip: Some(zip.clone()), ..UpOptions::default() }).await;
+    assert!(error.is_none(), "{error:?}");
+    assert!(kept.steps.iter().all(|s| s.action == Action::Unchanged), "{kept}");
+    assert_eq!(function_inline_policy(&env.lab).await, scoped);
+
+    // `--policy lab` switches back, and only the inline policy changes.
+    let (back, error) = up(&env.lab, &options(FunctionPolicy::Lab)).await;
+    assert!(error.is_none(), "{error:?}");
+    let changed: Vec<_> = back.steps.iter().filter(|s| s.action != Action::Unchanged).collect();
+    assert_eq!(changed.len(), 1, "{back}");
+    assert_eq!(
+        (changed[0].resource, changed[0].detail.as_deref()),
+        ("function-role", Some("inline policy awsconfig_lambda_ec2_security_group_policy (lab)"))
+    );
+    assert_eq!(function_inline_policy(&env.lab).await, policy_file("lambda-lab-policy.json"));
+    let status = deploy::status::status(&env.lab).await.unwrap();
+    assert_eq!(status.function_policy.as_deref(), Some("lab"));
+
+    // A document edited by hand is neither, and says so.
+    env.lab
+        .clients
+        .iam
+        .put_role_policy()
+        .role_name(&env.lab.names.function_role)
+        .policy_name(deploy::lab::FUNCTION_POLICY_NAME)
+        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ec2:*","Resource":"*"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    let status = deploy::status::status(&env.lab).await.unwrap();
+    assert_eq!(status.function_policy.as_deref(), Some("other"));
+    assert!(status.to_string().contains("function policy   other"), "{status}");
+}
+
+#[tokio::test]
+async fn the_fast_paths_bucket_statements_and_permission_name_their_source() {
+    let env = env().await;
+    let options = UpOptions { zip: Some(env.zip("v1")), fast_path: true, ..UpOptions::default() };
+    let (report, error) = up(&env.lab, &options).await;
+    assert!(error.is_none(), "{error:?}\n{report}");
+    let c = &env.lab.clients;
+    let bucket_policy: Value = serde_json::from_str(
+        c.s3.get_bucket_policy().bucket(&env.lab.names.bucket).send().await.unwrap().policy().unwrap(),
+    )
+    .unwrap();
+    let trail = "arn:aws:cloudtrail:us-west-2:123456789012:trail/sg-monitoring-lab-trail";
+    let statements = bucket_policy["Statement"].as_array().unwrap();
+    for sid in ["AWSCloudTrailAclCheck", "AWSCloudTrailWrite"] {
+        let statement = statements.iter().find(|s| s["Sid"] == sid).unwrap();
+        assert_eq!(statement["Condition"]["StringEquals"]["aws:SourceArn"], trail, "{sid}");
+        assert_eq!(statement["Condition"]["StringEquals"]["aws:SourceAccount"], ACCOUNT, "{sid}");
+    }
+    // The TLS-only statement stays.
+    assert!(statements.iter().any(|s| s["Sid"] == "DenyInsecureTransport"));
+    let permissions: Value = serde_json::from_str(
+        c.lambda.get_policy().function_name(&env.lab.names.function).send().await.unwrap().policy().unwrap(),
+    )
+    .unwrap();
+    let events = permissions["Statement"].as_array().unwrap().iter().find(|s| s["Sid"] == "events-invoke").unwrap();
+    assert_eq!(
+        events["Condition"]["ArnLike"]["AWS:SourceArn"],
+        "arn:aws:events:us-west-2:123456789012:rule/sg-monitoring-lab-fast-path"
+    );
 }

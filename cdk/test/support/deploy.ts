@@ -96,16 +96,26 @@ export interface DryRun {
  * names the binary and what to do.
  */
 export function requireFastPathFlag(): Promise<void> {
+  return requireUpFlag('--fast-path', 'the fast path');
+}
+
+/** Whether `deploy up` takes `--policy` (lab | least-privilege), as its `up --help` says. */
+export function requirePolicyFlag(): Promise<void> {
+  return requireUpFlag('--policy', "the function role's policy choice");
+}
+
+function requireUpFlag(flag: string, what: string): Promise<void> {
   const bin = deployBin();
+  const listed = new RegExp(`^\\s*${flag}\\b`, 'm');
   return new Promise((resolve, reject) => {
     execFile(bin, ['up', '--help'], { timeout: 30_000 }, (err, stdout, stderr) => {
       if (err) {
         reject(new Error(`${bin} up --help failed (${err.message}):\n${stderr}`));
-      } else if (!/^\s*--fast-path\b/m.test(stdout)) {
+      } else if (!listed.test(stdout)) {
         reject(
           new Error(
-            `${bin} does not support \`up --fast-path\` (its \`up --help\` lists no such flag), so the fast path ` +
-              'cannot be compared: rebuild deploy (`cargo build -p deploy`) from a tree that has the fast path, ' +
+            `${bin} does not support \`up ${flag}\` (its \`up --help\` lists no such flag), so ${what} ` +
+              `cannot be compared: rebuild deploy (\`cargo build -p deploy\`) from a tree that has ${what}, ` +
               'or set DEPLOY_BIN to such a build',
           ),
         );
@@ -117,18 +127,19 @@ export function requireFastPathFlag(): Promise<void> {
 }
 
 /**
- * Runs `deploy --local --endpoint-url URL --output json up --dry-run --zip ZIP [--fast-path]`
- * and parses stdout. A `desired` without `fastPath` (a deploy from before the fast path) reads
- * as `fastPath: null`, which is what deploy prints without `--fast-path`.
+ * Runs `deploy --local --endpoint-url URL --output json up --dry-run --zip ZIP [--fast-path]
+ * [--policy P]` and parses stdout. A `desired` without `fastPath` (a deploy from before the fast
+ * path) reads as `fastPath: null`, which is what deploy prints without `--fast-path`.
  */
 export function deployDryRun(
   endpoint: string,
   zip: string,
-  options: { fastPath?: boolean } = {},
+  options: { fastPath?: boolean; policy?: string } = {},
   timeoutMs = 60_000,
 ): Promise<DryRun> {
   const args = ['--local', '--endpoint-url', endpoint, '--output', 'json', 'up', '--dry-run', '--zip', zip];
   if (options.fastPath) args.push('--fast-path');
+  if (options.policy !== undefined) args.push('--policy', options.policy);
   return new Promise((resolve, reject) => {
     execFile(deployBin(), args, { timeout: timeoutMs, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
       if (err) {
