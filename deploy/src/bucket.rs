@@ -75,19 +75,24 @@ async fn create(lab: &Lab) -> Result<()> {
     let s3 = &lab.clients.s3;
     let name = &lab.names.bucket;
     info!("creating bucket {name}");
-    let mut request = s3.create_bucket().bucket(name);
-    if lab.region != "us-east-1" {
-        request = request.create_bucket_configuration(
-            CreateBucketConfiguration::builder()
-                .location_constraint(BucketLocationConstraint::from(lab.region.as_str()))
-                .build(),
-        );
-    }
-    request.send().await.map_err(|e| Error::aws(format!("creating bucket {name}"), e))?;
     let tag = Tag::builder().key(OWNER_TAG).value(OWNER_VALUE).build().map_err(|e| Error::Failed(e.to_string()))?;
+    // Tagged in the same call, so no moment exists when the bucket is there and not marked as
+    // the lab's (an `up` killed right after CreateBucket would otherwise leave a bucket that
+    // neither `up` nor `down` may touch).
+    let mut configuration = CreateBucketConfiguration::builder().tags(tag.clone());
+    if lab.region != "us-east-1" {
+        configuration = configuration.location_constraint(BucketLocationConstraint::from(lab.region.as_str()));
+    }
+    s3.create_bucket()
+        .bucket(name)
+        .create_bucket_configuration(configuration.build())
+        .send()
+        .await
+        .map_err(|e| Error::aws(format!("creating bucket {name}"), e))?;
+    // Again for endpoints that ignore tags on creation (moto).
     let tagging = Tagging::builder().tag_set(tag).build().map_err(|e| Error::Failed(e.to_string()))?;
     if let Err(err) = s3.put_bucket_tagging().bucket(name).tagging(tagging).send().await {
-        // Untagged, `down` could not tell it is ours: take it back now.
+        // Possibly untagged, `down` could not tell it is ours: take it back now.
         let _ = s3.delete_bucket().bucket(name).send().await;
         return Err(Error::aws(format!("tagging bucket {name} (the bucket was deleted again)"), err));
     }

@@ -184,6 +184,10 @@ pub enum LocalCommand {
     Start {
         #[arg(long, default_value_t = crate::local::LOCAL_PORT)]
         port: u16,
+        /// Inject faults into client calls, e.g. '{"seed":1,"rate":0.2,"kind":"throttle"}'
+        /// (also on a running local AWS; see the README)
+        #[arg(long, value_name = "JSON", env = "SG_LAB_FAULTS")]
+        faults: Option<String>,
     },
     /// Is it running; calls per operation so far
     Status {
@@ -200,5 +204,7 @@ pub enum LocalCommand {
     Serve {
         #[arg(long, default_value_t = crate::local::LOCAL_PORT)]
         port: u16,
+        #[arg(long, value_name = "JSON", env = "SG_LAB_FAULTS")]
+        faults: Option<String>,
     },
 }

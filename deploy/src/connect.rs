@@ -2,7 +2,7 @@
 //! profiles, SSO), checked region and credentials, and the account from STS — printed before
 //! any change.
 
-use aws_config::{retry::RetryConfig, BehaviorVersion, Region, SdkConfig};
+use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
 
@@ -11,10 +11,10 @@ use crate::error::{Error, Result};
 use crate::lab::{Clients, FunctionPolicy, Lab, NameOverrides, Names};
 
 pub async fn sdk_config(global: &Global) -> Result<SdkConfig> {
-    // Three attempts: enough for throttling, short enough that an endpoint answering an
-    // unimplemented operation with HTTP 500 surfaces at once.
-    let mut loader =
-        aws_config::defaults(BehaviorVersion::latest()).retry_config(RetryConfig::standard().with_max_attempts(3));
+    // Retries and timeouts chosen in `retry` (why there).
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(crate::retry::sdk_retry_config())
+        .timeout_config(crate::retry::sdk_timeout_config());
     if let Some(profile) = &global.profile {
         loader = loader.profile_name(profile);
     }

@@ -255,6 +255,9 @@ pub async fn ensure_permission(lab: &Lab, dry_run: bool) -> Result<Step> {
 }
 
 /// Deletes the lab's function (its resource policy goes with it) and its log group.
+///
+/// The log group goes first: it is the lab's only while the lab's function exists, so a `down`
+/// interrupted between the two must leave the function, not the log group, for the next `down`.
 pub async fn delete(lab: &Lab, dry_run: bool) -> Result<Vec<Step>> {
     let name = &lab.names.function;
     match ownership(lab).await? {
@@ -267,18 +270,11 @@ pub async fn delete(lab: &Lab, dry_run: bool) -> Result<Vec<Step>> {
         Ownership::Ours => {}
     }
     let log_group = lab.log_group();
-    let log_exists = lab
-        .clients
-        .logs
-        .describe_log_groups()
-        .log_group_name_prefix(&log_group)
-        .send()
-        .await
-        .map_err(|e| Error::aws(format!("reading log group {log_group}"), e))?
-        .log_groups()
-        .iter()
-        .any(|g| g.log_group_name() == Some(log_group.as_str()));
+    let mut log_exists = log_group_exists(lab).await?;
     if !dry_run {
+        if log_exists {
+            delete_log_group(lab).await?;
+        }
         info!("deleting function {name}");
         lab.clients
             .lambda
@@ -287,19 +283,37 @@ pub async fn delete(lab: &Lab, dry_run: bool) -> Result<Vec<Step>> {
             .send()
             .await
             .map_err(|e| Error::aws(format!("deleting function {name}"), e))?;
+        // An invocation still running may have written to it again.
+        if log_group_exists(lab).await? {
+            delete_log_group(lab).await?;
+            log_exists = true;
+        }
     }
     let mut steps = vec![Step::new(KIND, name, Action::Delete).detail("with its invoke permission")];
     if log_exists {
-        if !dry_run {
-            lab.clients
-                .logs
-                .delete_log_group()
-                .log_group_name(&log_group)
-                .send()
-                .await
-                .map_err(|e| Error::aws(format!("deleting log group {log_group}"), e))?;
-        }
         steps.push(Step::new("log-group", log_group, Action::Delete).detail("the function's own logs"));
     }
     Ok(steps)
+}
+
+async fn log_group_exists(lab: &Lab) -> Result<bool> {
+    let log_group = lab.log_group();
+    let found = lab
+        .clients
+        .logs
+        .describe_log_groups()
+        .log_group_name_prefix(&log_group)
+        .send()
+        .await
+        .map_err(|e| Error::aws(format!("reading log group {log_group}"), e))?;
+    Ok(found.log_groups().iter().any(|g| g.log_group_name() == Some(log_group.as_str())))
+}
+
+async fn delete_log_group(lab: &Lab) -> Result<()> {
+    let log_group = lab.log_group();
+    match lab.clients.logs.delete_log_group().log_group_name(&log_group).send().await {
+        Ok(_) => Ok(()),
+        Err(err) if code_of(&err) == Some("ResourceNotFoundException") => Ok(()),
+        Err(err) => Err(Error::aws(format!("deleting log group {log_group}"), err)),
+    }
 }

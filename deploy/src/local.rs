@@ -39,15 +39,44 @@ pub fn endpoint(port: u16) -> String {
 }
 
 fn request(port: u16, method: &str, path: &str) -> Option<String> {
+    exchange(port, method, path, "").and_then(|(status, body)| (status == 200).then_some(body))
+}
+
+/// One HTTP/1.1 exchange with the local AWS's admin endpoints: the status and the body.
+fn exchange(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-        .ok()?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok())?;
     let body = response.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
-    response.starts_with("HTTP/1.1 200").then_some(body)
+    Some((status, body))
+}
+
+/// Sets the fault spec of the local AWS on `port` (see `localaws::faults`).
+pub fn set_faults(port: u16, spec: &str) -> Result<serde_json::Value> {
+    match exchange(port, "POST", "/_sg-lab/faults", spec) {
+        Some((200, body)) => {
+            serde_json::from_str(&body).map_err(|e| Error::Failed(format!("the local AWS answered: {e}")))
+        }
+        Some((_, body)) => {
+            let answer: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            Err(Error::Usage(answer["error"].as_str().unwrap_or(&body).to_owned()))
+        }
+        None => Err(Error::Failed(format!("the local AWS on port {port} did not answer"))),
+    }
+}
+
+/// The faults injected so far by the local AWS on `port`.
+pub fn faults(port: u16) -> Option<serde_json::Value> {
+    request(port, "GET", "/_sg-lab/faults").and_then(|b| serde_json::from_str(&b).ok())
 }
 
 /// The health document of a running local AWS on `port`.
@@ -119,10 +148,15 @@ pub fn stop(port: u16) -> Result<bool> {
 }
 
 /// Runs the local AWS in the foreground until Ctrl-C, SIGTERM or `deploy local stop`.
-pub async fn serve(port: u16) -> Result<()> {
+pub async fn serve(port: u16, faults: Option<&str>) -> Result<()> {
+    let faults = faults.map(localaws::faults::FaultSpec::parse).transpose().map_err(Error::Usage)?;
     let options = localaws::Options { port, moto: moto_program(), data_dir: home().join("local") };
     let local = localaws::start(options).await.map_err(Error::Usage)?;
     println!("local AWS on {} (backend {})", local.endpoint, local.backend);
+    if let Some(spec) = faults {
+        println!("injecting faults: {}", serde_json::to_string(&spec).unwrap_or_default());
+        local.set_faults(Some(spec));
+    }
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| Error::Failed(format!("installing the SIGTERM handler: {e}")))?;
     tokio::select! {

@@ -108,17 +108,24 @@ async fn fan_out(global: &Global, command: &Command, targets: Vec<Target>) -> Re
 
 async fn local(command: &LocalCommand, output: Output) -> Result<ExitCode> {
     match command {
-        LocalCommand::Start { port } => {
+        LocalCommand::Start { port, faults } => {
             let endpoint = tokio::task::block_in_place(|| deploy::local::ensure_running(*port))?;
             println!("local AWS running on {endpoint}");
+            if let Some(spec) = faults {
+                let answer = deploy::local::set_faults(*port, spec)?;
+                println!("injecting faults: {}", answer["spec"]);
+            }
             println!("export AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-west-2");
         }
         LocalCommand::Status { port } => match deploy::local::health(*port) {
             Some(health) => {
                 let calls = deploy::local::calls(*port).unwrap_or_default();
+                let faults = deploy::local::faults(*port).unwrap_or_default();
                 match output {
                     Output::Json => {
-                        println!("{}", serde_json::json!({"running": true, "health": health, "calls": calls}))
+                        let status =
+                            serde_json::json!({"running": true, "health": health, "calls": calls, "faults": faults});
+                        println!("{status}")
                     }
                     Output::Text => {
                         println!(
@@ -128,6 +135,9 @@ async fn local(command: &LocalCommand, output: Output) -> Result<ExitCode> {
                         );
                         for (operation, count) in calls.as_object().into_iter().flatten() {
                             println!("  {count:>6}  {operation}");
+                        }
+                        if !faults["spec"].is_null() {
+                            println!("faults {}: {} injected", faults["spec"], faults["total"]);
                         }
                     }
                 }
@@ -141,7 +151,7 @@ async fn local(command: &LocalCommand, output: Output) -> Result<ExitCode> {
             let stopped = tokio::task::block_in_place(|| deploy::local::stop(*port))?;
             println!("{}", if stopped { "local AWS stopped" } else { "local AWS was not running" });
         }
-        LocalCommand::Serve { port } => deploy::local::serve(*port).await?,
+        LocalCommand::Serve { port, faults } => deploy::local::serve(*port, faults.as_deref()).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

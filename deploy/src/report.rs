@@ -4,6 +4,7 @@
 use std::fmt;
 
 use serde::Serialize;
+use tracing::info;
 
 /// What happened to one resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -67,6 +68,13 @@ impl Step {
         }
         self
     }
+
+    /// Says on stderr that the step is over, one line per step (`done: bucket NAME created`), as
+    /// it happens: an interrupted run shows how far it got.
+    pub fn announce(self, dry_run: bool) -> Self {
+        info!("done: {} {} {}", self.resource, self.name, self.action.word(dry_run));
+        self
+    }
 }
 
 /// The result of `up` or `down`.
@@ -93,6 +101,13 @@ impl Report {
             dry_run,
             steps: Vec::new(),
             desired: None,
+        }
+    }
+
+    /// Adds finished steps, announcing each.
+    pub fn record(&mut self, steps: impl IntoIterator<Item = Step>) {
+        for step in steps {
+            self.steps.push(step.announce(self.dry_run));
         }
     }
 

@@ -1,11 +1,61 @@
-//! Bounded retries for the waits AWS imposes: IAM propagation after a role is created, Config
-//! not yet allowed to invoke a function it was just granted. Every wait says what it awaits and
-//! gives up after a bound; no fixed sleeps.
+//! Bounded retries: the SDK's own, for throttling and server errors on every call
+//! ([`sdk_retry_config`], [`sdk_timeout_config`]), and the waits AWS imposes on top — IAM
+//! propagation after a role is created, Config not yet allowed to invoke a function it was just
+//! granted. Every wait says what it awaits and gives up after a bound; no fixed sleeps.
 
 use std::future::Future;
 use std::time::Duration;
 
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 use tracing::info;
+
+/// Attempts per AWS call (the first and up to seven retries).
+pub const SDK_MAX_ATTEMPTS: u32 = 8;
+/// The first retry waits up to this long (full jitter: a random fraction of it).
+pub const SDK_INITIAL_BACKOFF: Duration = Duration::from_millis(200);
+/// No retry waits longer than this.
+pub const SDK_MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// One attempt may take this long (a 4 MB function zip over a slow uplink included).
+pub const SDK_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
+/// One call, with all its attempts and waits, may take this long.
+pub const SDK_OPERATION_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// The SDK's retries for every call `deploy` makes.
+///
+/// Standard mode (exponential backoff with full jitter, a retry quota per service), chosen over
+/// adaptive: adaptive adds a client-side rate limiter that slows every later call after a
+/// throttle, which helps a client making thousands of calls, not one making about fifty; and
+/// its limiter is process-wide state. Eight attempts make a call that fails independently one
+/// time in five (the fault tests' rate) give up once in 390,000 calls (0.2⁸), where the SDK's
+/// default three give up once in 125: `up`, `lab run` and `down` make about 200 calls together,
+/// so four runs in five would fail, against one in 2,000 now. Waits start at 200 ms and double
+/// up to 2 s: a throttled burst clears, and a call that keeps failing — an endpoint answering
+/// HTTP 500 for an operation it does not implement, a region in trouble — surfaces after at
+/// most 0.2+0.4+0.8+1.6+2+2+2 = 9 s of waiting (4.5 s on average), not after the SDK
+/// default's 20 s ceiling.
+pub fn sdk_retry_config() -> RetryConfig {
+    RetryConfig::standard()
+        .with_max_attempts(SDK_MAX_ATTEMPTS)
+        .with_initial_backoff(SDK_INITIAL_BACKOFF)
+        .with_max_backoff(SDK_MAX_BACKOFF)
+}
+
+/// Bounds on one call: an endpoint that accepts the connection and never answers fails the
+/// attempt after [`SDK_ATTEMPT_TIMEOUT`] (retried like any transient error) and the call after
+/// [`SDK_OPERATION_TIMEOUT`]; without them it would hang `deploy` forever. The connect timeout
+/// stays the SDK's (3.1 s).
+pub fn sdk_timeout_config() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .operation_attempt_timeout(SDK_ATTEMPT_TIMEOUT)
+        .operation_timeout(SDK_OPERATION_TIMEOUT)
+        .build()
+}
+
+/// The longest a call that keeps failing waits between its attempts.
+pub fn sdk_backoff_bound() -> Duration {
+    (0..SDK_MAX_ATTEMPTS - 1).map(|n| SDK_INITIAL_BACKOFF.saturating_mul(1 << n).min(SDK_MAX_BACKOFF)).sum()
+}
 
 /// How long to keep trying.
 #[derive(Debug, Clone, Copy)]
@@ -117,6 +167,19 @@ mod tests {
         )
         .await;
         assert_eq!((result, calls.get()), (Err("denied"), 1));
+    }
+
+    #[test]
+    fn a_call_that_keeps_failing_surfaces_within_seconds() {
+        assert_eq!(sdk_backoff_bound(), Duration::from_secs(9));
+        let config = sdk_retry_config();
+        assert_eq!(config.max_attempts(), SDK_MAX_ATTEMPTS);
+        assert_eq!(config.mode(), aws_config::retry::RetryMode::Standard);
+        // One in five calls failing, independently: a call gives up less than once in 100,000.
+        assert!(0.2_f64.powi(SDK_MAX_ATTEMPTS as i32) < 1e-5);
+        let timeouts = sdk_timeout_config();
+        assert_eq!(timeouts.operation_attempt_timeout(), Some(SDK_ATTEMPT_TIMEOUT));
+        assert_eq!(timeouts.operation_timeout(), Some(SDK_OPERATION_TIMEOUT));
     }
 
     #[test]

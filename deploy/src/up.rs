@@ -33,10 +33,10 @@ pub struct UpOptions {
 /// Steps done so far, and the error that stopped a chain.
 type Chain = (Vec<Step>, Option<Error>);
 
-fn push(chain: &mut Chain, step: Result<Step>) -> bool {
+fn push(chain: &mut Chain, step: Result<Step>, dry_run: bool) -> bool {
     match step {
         Ok(step) => {
-            chain.0.push(step);
+            chain.0.push(step.announce(dry_run));
             true
         }
         Err(err) => {
@@ -180,24 +180,26 @@ pub async fn up(lab: &Lab, options: &UpOptions) -> (Report, Option<Error>) {
     let config_chain = async {
         let mut chain: Chain = (Vec::new(), None);
         if let Mode::UseExisting { recorder } = &mode {
-            chain.0.push(Step::new("recorder", recorder, Action::Kept).detail("existing recorder, used as it is"));
+            let step = Step::new("recorder", recorder, Action::Kept).detail("existing recorder, used as it is");
+            chain.0.push(step.announce(dry_run));
             return chain;
         }
         let spec = RoleSpec::config(lab);
         let (bucket, config_role) =
             tokio::join!(bucket::ensure(lab, dry_run), role::ensure(lab, &spec, dry_run, "--config-role-name"));
-        let ok = push(&mut chain, bucket) & push(&mut chain, config_role);
+        let ok = push(&mut chain, bucket, dry_run) & push(&mut chain, config_role, dry_run);
         let _ = ok
-            && push(&mut chain, recorder::ensure_recorder(lab, dry_run).await)
-            && push(&mut chain, recorder::ensure_channel(lab, dry_run).await)
-            && push(&mut chain, recorder::ensure_started(lab, dry_run).await);
+            && push(&mut chain, recorder::ensure_recorder(lab, dry_run).await, dry_run)
+            && push(&mut chain, recorder::ensure_channel(lab, dry_run).await, dry_run)
+            && push(&mut chain, recorder::ensure_started(lab, dry_run).await, dry_run);
         chain
     };
     let function_chain = async {
         let mut chain: Chain = (Vec::new(), None);
-        let _ = push(&mut chain, role::ensure(lab, &RoleSpec::function(lab), dry_run, "--function-role-name").await)
-            && push(&mut chain, function::ensure(lab, &artifact, dry_run).await)
-            && push(&mut chain, function::ensure_permission(lab, dry_run).await);
+        let function_role = role::ensure(lab, &RoleSpec::function(lab), dry_run, "--function-role-name").await;
+        let _ = push(&mut chain, function_role, dry_run)
+            && push(&mut chain, function::ensure(lab, &artifact, dry_run).await, dry_run)
+            && push(&mut chain, function::ensure_permission(lab, dry_run).await, dry_run);
         chain
     };
     let ((config_steps, config_error), (function_steps, function_error)) = tokio::join!(config_chain, function_chain);
@@ -207,18 +209,18 @@ pub async fn up(lab: &Lab, options: &UpOptions) -> (Report, Option<Error>) {
         return (report, Some(err));
     }
     match rule::ensure(lab, dry_run).await {
-        Ok(step) => report.steps.push(step),
+        Ok(step) => report.record([step]),
         Err(err) => return (report, Some(err)),
     }
     if lab.fast_path {
         for step in [fast_path::ensure_trail(lab, dry_run).await, fast_path::ensure_rule(lab, dry_run).await] {
             match step {
-                Ok(step) => report.steps.push(step),
+                Ok(step) => report.record([step]),
                 Err(err) => return (report, Some(err)),
             }
         }
         match fast_path::ensure_permission(lab, dry_run).await {
-            Ok(step) => report.steps.push(step),
+            Ok(step) => report.record([step]),
             Err(err) => return (report, Some(err)),
         }
     }
@@ -256,41 +258,24 @@ pub async fn down_with(lab: &Lab, options: &DownOptions) -> Report {
     let failed =
         |kind: &'static str, name: &str, err: Error| Step::new(kind, name, Action::Failed).detail(err.to_string());
     let names = &lab.names;
-    match rule::delete(lab, dry_run).await {
-        Ok(step) => report.steps.push(step),
-        Err(err) => report.steps.push(failed("rule", &names.rule, err)),
-    }
-    match fast_path::delete(lab, dry_run).await {
-        Ok(steps) => report.steps.extend(steps),
-        Err(err) => report.steps.push(failed("fast-path", crate::lab::FAST_PATH_RULE, err)),
-    }
-    match function::delete(lab, dry_run).await {
-        Ok(steps) => report.steps.extend(steps),
-        Err(err) => report.steps.push(failed("function", &names.function, err)),
-    }
+    let one = |step: Result<Step>, kind, name: &str| vec![step.unwrap_or_else(|err| failed(kind, name, err))];
+    let many = |steps: Result<Vec<Step>>, kind, name: &str| steps.unwrap_or_else(|err| vec![failed(kind, name, err)]);
+    report.record(one(rule::delete(lab, dry_run).await, "rule", &names.rule));
+    report.record(many(fast_path::delete(lab, dry_run).await, "fast-path", crate::lab::FAST_PATH_RULE));
+    report.record(many(function::delete(lab, dry_run).await, "function", &names.function));
     if options.keep_account_wide {
-        report.steps.push(kept("function-role", &names.function_role));
+        report.record([kept("function-role", &names.function_role)]);
     } else {
-        match role::delete(lab, "function-role", &names.function_role, dry_run).await {
-            Ok(step) => report.steps.push(step),
-            Err(err) => report.steps.push(failed("function-role", &names.function_role, err)),
-        }
+        let function_role = role::delete(lab, "function-role", &names.function_role, dry_run).await;
+        report.record(one(function_role, "function-role", &names.function_role));
     }
-    match recorder::delete(lab, dry_run).await {
-        Ok(steps) => report.steps.extend(steps),
-        Err(err) => report.steps.push(failed("recorder", &names.recorder, err)),
-    }
-    match role::delete(lab, "config-role", &names.config_role, dry_run).await {
-        Ok(step) => report.steps.push(step),
-        Err(err) => report.steps.push(failed("config-role", &names.config_role, err)),
-    }
+    report.record(many(recorder::delete(lab, dry_run).await, "recorder", &names.recorder));
+    let config_role = role::delete(lab, "config-role", &names.config_role, dry_run).await;
+    report.record(one(config_role, "config-role", &names.config_role));
     if options.keep_account_wide {
-        report.steps.push(kept("bucket", &names.bucket));
+        report.record([kept("bucket", &names.bucket)]);
     } else {
-        match bucket::delete(lab, dry_run).await {
-            Ok(step) => report.steps.push(step),
-            Err(err) => report.steps.push(failed("bucket", &names.bucket, err)),
-        }
+        report.record(one(bucket::delete(lab, dry_run).await, "bucket", &names.bucket));
     }
     report
 }

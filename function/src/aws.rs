@@ -7,11 +7,38 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::time::Duration;
 
 use aws_smithy_types::DateTime;
 
 use crate::evaluate::{Compliance, GroupState};
 use crate::rules::{ObservedRule, Rule};
+
+/// Attempts per EC2 or Config call.
+pub const MAX_ATTEMPTS: u32 = 8;
+const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The SDK's retries for the function's calls: standard mode (exponential backoff with full
+/// jitter), eight attempts, waits from 100 ms doubling up to 1 s.
+///
+/// Eight attempts ride out throttling and server errors even when one call in five fails
+/// (0.2⁸: one call in 390,000 gives up). The waits are shorter than `deploy`'s because the
+/// function has 60 s: a call that keeps failing gives up after at most 4.5 s of waiting, so even
+/// the six calls of one evaluation failing in turn stay far inside the timeout, and the function
+/// reports what failed (Config then retries the evaluation) instead of being killed silently.
+#[cfg(feature = "sdk")]
+pub fn retry_config() -> aws_config::retry::RetryConfig {
+    aws_config::retry::RetryConfig::standard()
+        .with_max_attempts(MAX_ATTEMPTS)
+        .with_initial_backoff(INITIAL_BACKOFF)
+        .with_max_backoff(MAX_BACKOFF)
+}
+
+/// The longest a call that keeps failing waits between its attempts.
+pub fn backoff_bound() -> Duration {
+    (0..MAX_ATTEMPTS - 1).map(|n| INITIAL_BACKOFF.saturating_mul(1 << n).min(MAX_BACKOFF)).sum()
+}
 
 /// What kind of failure an AWS call had, as far as the function's decisions go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,4 +157,18 @@ pub trait Evaluations: Send + Sync {
         result_token: &str,
         evaluations: &[EvaluationRecord],
     ) -> impl Future<Output = Result<usize, AwsError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_that_keeps_failing_gives_up_well_inside_the_timeout() {
+        assert_eq!(backoff_bound(), Duration::from_millis(4500));
+        // Six calls of one evaluation, each failing every attempt, still leave half the 60 s.
+        assert!(backoff_bound() * 6 < Duration::from_secs(30));
+        #[cfg(feature = "sdk")]
+        assert_eq!(retry_config().max_attempts(), MAX_ATTEMPTS);
+    }
 }

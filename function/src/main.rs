@@ -7,7 +7,11 @@ use sg_function::Handler;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     init_logging();
-    let config = aws_config::load_from_env().await;
+    // Retries chosen to fit the function's 60 s (why in `aws::retry_config`).
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .retry_config(sg_function::aws::retry_config())
+        .load()
+        .await;
     // API-call events (the fast path) carry no rule parameters: the function's own setting.
     let parameters = std::env::var("RULE_PARAMETERS").ok();
     let handler = Handler::new(aws_sdk_ec2::Client::new(&config), aws_sdk_config::Client::new(&config))?

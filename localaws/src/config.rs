@@ -100,6 +100,13 @@ impl Evaluations {
         lock(&self.status).remove(&(region.to_owned(), rule.to_owned()));
     }
 
+    /// Forgets every evaluation, rule status and token (moto was reset).
+    pub fn clear(&self) {
+        lock(&self.stored).clear();
+        lock(&self.status).clear();
+        lock(&self.tokens).clear();
+    }
+
     /// Every evaluation stored, oldest first (the admin endpoint's history).
     pub fn history(&self) -> Vec<Stored> {
         lock(&self.stored).clone()

@@ -236,6 +236,19 @@ impl Executor {
         Ok(())
     }
 
+    /// Forgets every function: stops their processes, removes their code (moto was reset).
+    pub async fn reset(&self) {
+        let all: Vec<Arc<Function>> =
+            self.functions.lock().unwrap_or_else(|e| e.into_inner()).drain().map(|(_, f)| f).collect();
+        for function in all {
+            *function.warm.lock().await = None;
+            let code = function.code.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(code) = code {
+                let _ = tokio::fs::remove_dir_all(code).await;
+            }
+        }
+    }
+
     pub async fn forget(&self, region: &str, name: &str) {
         let removed = self.functions.lock().unwrap_or_else(|e| e.into_inner()).remove(&key(region, name));
         if let Some(function) = removed {

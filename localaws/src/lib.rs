@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod events;
+pub mod faults;
 pub mod http;
 pub mod lambda;
 
@@ -27,6 +28,7 @@ use tokio::sync::{mpsc, Notify};
 use tracing::{info, warn};
 
 use crate::config::{log_error, Evaluations};
+use crate::faults::{Decision, FaultSpec, Faults, Protocol};
 use crate::http::{Forwarder, Request, Response};
 use crate::lambda::{Executor, FunctionConfig, Outcome};
 
@@ -65,16 +67,29 @@ impl LocalAws {
         lock(&self.front.calls).clone()
     }
 
+    /// Injects faults into client requests from now on (`None`: no more faults).
+    pub fn set_faults(&self, spec: Option<FaultSpec>) {
+        lock(&self.front.faults).set(spec);
+    }
+
+    /// The fault spec in force and the faults injected under it: `{"spec", "injected", "total"}`.
+    pub fn faults(&self) -> Value {
+        lock(&self.front.faults).report()
+    }
+
     /// Every evaluation the functions reported, oldest first.
     pub fn evaluations(&self) -> Vec<config::Stored> {
         self.front.evaluations.history()
     }
 
-    /// Waits until no evaluation work is queued or running, at most `timeout`.
+    /// Waits until no client request is being carried out and no evaluation, EventBridge
+    /// delivery or asynchronous invocation is queued or running, at most `timeout`.
     pub async fn settle(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if self.front.busy.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            if self.front.busy.load(std::sync::atomic::Ordering::SeqCst) == 0
+                && self.front.in_flight.load(std::sync::atomic::Ordering::SeqCst) == 0
+            {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -110,10 +125,32 @@ struct Front {
     evaluations: Evaluations,
     triggers: mpsc::UnboundedSender<Trigger>,
     busy: std::sync::atomic::AtomicI64,
+    /// Client requests being carried out.
+    in_flight: std::sync::atomic::AtomicI64,
     calls: Mutex<BTreeMap<String, u64>>,
+    faults: Mutex<Faults>,
     fixed_regions: Mutex<HashSet<String>>,
     clients: Mutex<HashMap<String, Backend>>,
     shutdown: Notify,
+}
+
+/// Counts one piece of work in one of the front's counters while it lives.
+struct Busy {
+    front: Arc<Front>,
+    counter: fn(&Front) -> &std::sync::atomic::AtomicI64,
+}
+
+impl Busy {
+    fn new(front: Arc<Front>, counter: fn(&Front) -> &std::sync::atomic::AtomicI64) -> Self {
+        counter(&front).fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Busy { front, counter }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        (self.counter)(&self.front).fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -185,7 +222,9 @@ pub async fn start(options: Options) -> Result<LocalAws, String> {
         evaluations: Evaluations::default(),
         triggers,
         busy: Default::default(),
+        in_flight: Default::default(),
         calls: Default::default(),
+        faults: Default::default(),
         fixed_regions: Default::default(),
         clients: Default::default(),
         shutdown: Notify::new(),
@@ -247,40 +286,107 @@ impl Front {
     async fn handle(self: &Arc<Self>, request: Request) -> Response {
         let path = request.path().to_owned();
         if let Some(admin) = path.strip_prefix("/_sg-lab/") {
-            return self.admin(admin, &request);
+            return self.admin(admin, &request).await;
         }
-        let region = request.region().unwrap_or_else(|| "us-east-1".to_owned());
-        if let Some(target) = request.header("x-amz-target").map(str::to_owned) {
-            let (service, operation) = target.split_once('.').unwrap_or(("", &target));
-            if service == "StarlingDoveService" {
-                self.count(format!("config:{operation}"));
-                return self.config(operation, &region, &request).await;
+        if path.starts_with("/moto-api/") {
+            let answer = self.forwarder.forward(&request).await;
+            if request.method == hyper::Method::POST && path == "/moto-api/reset" && answer.status() == 200 {
+                self.reset().await;
             }
-            self.count(format!("{}:{operation}", request.service().unwrap_or_default()));
-            return self.forwarder.forward(&request).await;
+            return answer;
         }
-        if path.starts_with("/2015-03-31/functions") {
-            return self.lambda(&region, &request).await;
-        }
-        let service = request.service().unwrap_or_default();
-        let action = request.form().into_iter().find(|(k, _)| k == "Action").map(|(_, v)| v);
-        match (service.as_str(), action) {
-            ("ec2", Some(action)) => {
-                self.count(format!("ec2:{action}"));
-                self.ec2(&action, &region, &request).await
+        let (service, operation) = operation_of(&request);
+        self.count(format!("{service}:{operation}"));
+        let decision = lock(&self.faults).decide(&service, &operation);
+        match decision {
+            Decision::Pass => self.carry_out(service, operation, request).await,
+            Decision::Fail { kind, second } => {
+                info!("fault injected: {service}:{operation} answers {kind:?}");
+                faults::answer(Protocol::of(&service, &request), kind, second)
             }
-            (service, Some(action)) => {
-                self.count(format!("{service}:{action}"));
-                self.forwarder.forward(&request).await
-            }
-            (service, None) => {
-                self.count(format!("{service}:{}", request.method));
-                self.forwarder.forward(&request).await
+            Decision::Delay(delay) => {
+                let what = format!("{service}:{operation}");
+                let answer = self.carry_out(service, operation, request).await;
+                info!("fault injected: the answer of {what} is held back {delay:?}");
+                tokio::time::sleep(delay).await;
+                answer
             }
         }
     }
 
-    fn admin(&self, path: &str, request: &Request) -> Response {
+    /// Carries a client request out to its end in a task of its own, as AWS completes a request
+    /// it received whether or not the client still listens: a client killed mid-call never
+    /// leaves half an operation behind (a bucket created, its tags not yet put). `settle` waits
+    /// for these.
+    async fn carry_out(self: &Arc<Self>, service: String, operation: String, request: Request) -> Response {
+        let guard = Busy::new(self.clone(), |front| &front.in_flight);
+        let front = self.clone();
+        let task = tokio::spawn(async move {
+            let _guard = guard;
+            front.dispatch(&service, &operation, &request).await
+        });
+        task.await.unwrap_or_else(|err| http::response(500, "text/plain", format!("the local AWS failed: {err}")))
+    }
+
+    async fn dispatch(self: &Arc<Self>, service: &str, operation: &str, request: &Request) -> Response {
+        let region = request.region().unwrap_or_else(|| "us-east-1".to_owned());
+        if let Some(target) = request.header("x-amz-target") {
+            if target.starts_with("StarlingDoveService.") {
+                return self.config(operation, &region, request).await;
+            }
+            return self.forwarder.forward(request).await;
+        }
+        if request.path().starts_with("/2015-03-31/functions") {
+            return self.lambda(operation, &region, request).await;
+        }
+        match service {
+            "ec2" if request.form().iter().any(|(k, _)| k == "Action") => self.ec2(operation, &region, request).await,
+            "s3" if operation == "CreateBucket" => self.create_bucket(request).await,
+            _ => self.forwarder.forward(request).await,
+        }
+    }
+
+    /// CreateBucket with tags (`CreateBucketConfiguration/Tags`), which moto ignores: the tags
+    /// are put before the answer, so the bucket is never seen untagged, as on AWS.
+    async fn create_bucket(&self, request: &Request) -> Response {
+        let answer = self.forwarder.forward(request).await;
+        let body = String::from_utf8_lossy(&request.body);
+        let tags = body.split("<Tags>").nth(1).and_then(|s| s.split("</Tags>").next());
+        let (true, Some(tags)) = (answer.status().is_success(), tags) else { return answer };
+        let bucket = request.path().trim_end_matches('/');
+        let mut headers = hyper::HeaderMap::new();
+        if let Some(auth) = request.headers.get(hyper::header::AUTHORIZATION) {
+            headers.insert(hyper::header::AUTHORIZATION, auth.clone());
+        }
+        let Ok(uri) = format!("{bucket}?tagging").parse::<hyper::Uri>() else { return answer };
+        let tagging = Request {
+            method: hyper::Method::PUT,
+            uri,
+            headers: headers.clone(),
+            body: Bytes::from(format!("<Tagging><TagSet>{tags}</TagSet></Tagging>")),
+        };
+        let tagged = self.forwarder.forward(&tagging).await;
+        if tagged.status().is_success() {
+            return answer;
+        }
+        // On AWS a bucket with bad tags is not created.
+        if let Ok(uri) = bucket.parse::<hyper::Uri>() {
+            let delete = Request { method: hyper::Method::DELETE, uri, headers, body: Bytes::new() };
+            self.forwarder.forward(&delete).await;
+        }
+        tagged
+    }
+
+    /// After moto's reset: forget the evaluations, the functions' code and processes, and which
+    /// default groups were given their self-referencing rule.
+    async fn reset(&self) {
+        self.evaluations.clear();
+        lock(&self.fixed_regions).clear();
+        self.executor.reset().await;
+        info!("reset: moto's state and the front's");
+    }
+
+    async fn admin(&self, path: &str, request: &Request) -> Response {
         match (request.method.as_str(), path) {
             ("GET", "health") => {
                 http::json(200, &json!({"status": "ok", "backend": self.backend, "motoVersion": MOTO_VERSION}))
@@ -290,12 +396,28 @@ impl Front {
                 lock(&self.calls).clear();
                 http::json(200, &json!({}))
             }
+            ("GET", "faults") => http::json(200, &lock(&self.faults).report()),
+            ("POST", "faults") => match FaultSpec::parse(&String::from_utf8_lossy(&request.body)) {
+                Ok(spec) => {
+                    info!("faults: {}", serde_json::to_string(&spec).unwrap_or_default());
+                    let mut faults = lock(&self.faults);
+                    faults.set(Some(spec));
+                    http::json(200, &faults.report())
+                }
+                Err(message) => http::json(400, &json!({"error": message})),
+            },
+            ("DELETE", "faults") => {
+                let mut faults = lock(&self.faults);
+                let report = faults.report();
+                faults.set(None);
+                http::json(200, &report)
+            }
             ("GET", "evaluations") => http::json(200, &json!(self.evaluations.history())),
             ("POST", "shutdown") => {
                 self.shutdown.notify_waiters();
                 http::json(200, &json!({"status": "stopping"}))
             }
-            _ => http::response(404, "text/plain", "unknown admin path: health, calls, evaluations, shutdown"),
+            _ => http::response(404, "text/plain", "unknown admin path: health, calls, faults, evaluations, shutdown"),
         }
     }
 
@@ -346,24 +468,9 @@ impl Front {
         }
     }
 
-    async fn lambda(self: &Arc<Self>, region: &str, request: &Request) -> Response {
-        let segments: Vec<String> = request
-            .path()
-            .trim_matches('/')
-            .split('/')
-            .map(|s| http::form_decode(&format!("x={s}"))[0].1.clone())
-            .collect();
+    async fn lambda(self: &Arc<Self>, operation: &str, region: &str, request: &Request) -> Response {
+        let segments = lambda_segments(request.path());
         let name = segments.get(2).map(|n| function_name(n));
-        let method = request.method.as_str();
-        let operation = match (method, segments.len(), segments.get(3).map(String::as_str)) {
-            ("POST", 2, _) => "CreateFunction",
-            ("PUT", 4, Some("code")) => "UpdateFunctionCode",
-            ("DELETE", 3, _) => "DeleteFunction",
-            ("POST", 4, Some("invocations")) => "Invoke",
-            ("GET", 3, _) => "GetFunction",
-            _ => "other",
-        };
-        self.count(format!("lambda:{operation}"));
         match operation {
             "Invoke" => return self.invoke_api(region, name.unwrap_or_default(), request).await,
             "CreateFunction" | "UpdateFunctionCode" => {
@@ -445,7 +552,9 @@ impl Front {
         let payload = request.body.clone();
         if kind == "Event" {
             let front = self.clone();
+            let guard = Busy::new(self.clone(), |front| &front.busy);
             tokio::spawn(async move {
+                let _guard = guard;
                 log_error("asynchronous invocation", front.executor.invoke(&config, payload).await);
             });
             return http::response(202, "application/json", "");
@@ -492,7 +601,9 @@ impl Front {
             let text = String::from_utf8_lossy(&body).to_string();
             let front = self.clone();
             let (region_owned, action_owned, form) = (region.to_owned(), action.to_owned(), request.form());
+            let guard = Busy::new(self.clone(), |front| &front.busy);
             tokio::spawn(async move {
+                let _guard = guard;
                 front.deliver_api_call(&region_owned, &action_owned, &form, status.as_u16(), &text).await
             });
             let mut rebuilt = hyper::Response::new(http_body_util::Full::new(body));
@@ -786,6 +897,108 @@ async fn worker(front: Arc<Front>, mut receiver: mpsc::UnboundedReceiver<Trigger
         front.evaluate(trigger).await;
         front.busy.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
+}
+
+/// The service and operation of a client request, as the call counts and the faults name them.
+fn operation_of(request: &Request) -> (String, String) {
+    let service = request.service().unwrap_or_default();
+    if let Some(target) = request.header("x-amz-target") {
+        let (prefix, operation) = target.split_once('.').unwrap_or(("", target));
+        let service = if prefix == "StarlingDoveService" { "config".to_owned() } else { service };
+        return (service, operation.to_owned());
+    }
+    if request.path().starts_with("/2015-03-31/functions") {
+        return ("lambda".to_owned(), lambda_operation(&request.method, &lambda_segments(request.path())).to_owned());
+    }
+    if service == "s3" {
+        return (service, s3_operation(request));
+    }
+    match request.form().into_iter().find(|(k, _)| k == "Action") {
+        Some((_, action)) => (service, action),
+        None => (service, request.method.to_string()),
+    }
+}
+
+/// The decoded segments of a Lambda API path (`2015-03-31`, `functions`, NAME, …).
+fn lambda_segments(path: &str) -> Vec<String> {
+    path.trim_matches('/').split('/').map(http::percent_decode).collect()
+}
+
+fn lambda_operation(method: &hyper::Method, segments: &[String]) -> &'static str {
+    match (method.as_str(), segments.len(), segments.get(3).map(String::as_str)) {
+        ("POST", 2, _) => "CreateFunction",
+        ("GET", 2, _) => "ListFunctions",
+        ("GET", 3, _) => "GetFunction",
+        ("DELETE", 3, _) => "DeleteFunction",
+        ("PUT", 4, Some("code")) => "UpdateFunctionCode",
+        ("PUT", 4, Some("configuration")) => "UpdateFunctionConfiguration",
+        ("GET", 4, Some("configuration")) => "GetFunctionConfiguration",
+        ("POST", 4, Some("invocations")) => "Invoke",
+        ("GET", 4, Some("policy")) => "GetPolicy",
+        ("POST", 4, Some("policy")) => "AddPermission",
+        ("DELETE", 5, Some("policy")) => "RemovePermission",
+        _ => "other",
+    }
+}
+
+/// The S3 operation of a path-style request: the SDK's `x-id` when it sends one, else from the
+/// method, the path and the sub-resource.
+fn s3_operation(request: &Request) -> String {
+    let query = http::form_decode(request.uri.query().unwrap_or_default());
+    if let Some((_, id)) = query.iter().find(|(k, _)| k == "x-id") {
+        return id.clone();
+    }
+    let has = |key: &str| query.iter().any(|(k, _)| k == key);
+    let method = request.method.as_str();
+    let path = request.path().trim_matches('/');
+    if path.is_empty() {
+        return if method == "GET" { "ListBuckets".into() } else { method.into() };
+    }
+    if path.contains('/') {
+        let operation = match method {
+            "GET" => "GetObject",
+            "PUT" => "PutObject",
+            "HEAD" => "HeadObject",
+            "DELETE" => "DeleteObject",
+            other => other,
+        };
+        return operation.into();
+    }
+    const SUBRESOURCES: [(&str, &str); 9] = [
+        ("tagging", "BucketTagging"),
+        ("policy", "BucketPolicy"),
+        ("encryption", "BucketEncryption"),
+        ("publicAccessBlock", "PublicAccessBlock"),
+        ("versioning", "BucketVersioning"),
+        ("acl", "BucketAcl"),
+        ("location", "BucketLocation"),
+        ("lifecycle", "BucketLifecycleConfiguration"),
+        ("ownershipControls", "BucketOwnershipControls"),
+    ];
+    if has("versions") {
+        return "ListObjectVersions".into();
+    }
+    if has("delete") && method == "POST" {
+        return "DeleteObjects".into();
+    }
+    if let Some((_, name)) = SUBRESOURCES.iter().find(|(key, _)| has(key)) {
+        let verb = match method {
+            "GET" => "Get",
+            "PUT" => "Put",
+            "DELETE" => "Delete",
+            other => other,
+        };
+        return format!("{verb}{name}");
+    }
+    let operation = match method {
+        "HEAD" => "HeadBucket",
+        "PUT" => "CreateBucket",
+        "DELETE" => "DeleteBucket",
+        "GET" if has("list-type") => "ListObjectsV2",
+        "GET" => "ListObjects",
+        other => other,
+    };
+    operation.into()
 }
 
 /// `arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]` or `NAME` → `NAME`.
