@@ -1,6 +1,10 @@
 //! The Lambda entry point: builds the SDK clients from the environment (region, credentials,
 //! `AWS_ENDPOINT_URL`) and hands every Config event to the handler.
 
+// The handler's future nests the sweep's batched reads and changes inside the runtime's service:
+// deeper than the default limit when the release build computes its layout.
+#![recursion_limit = "256"]
+
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use sg_function::Handler;
 
