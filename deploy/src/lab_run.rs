@@ -122,6 +122,7 @@ async fn history(lab: &Lab, group: &str, local_port: Option<u16>) -> Vec<Evaluat
             return all
                 .iter()
                 .filter(|e| e["rule"] == lab.names.rule.as_str() && e["resourceId"] == group)
+                .filter(|e| e["account"].as_str().is_none_or(|a| a == lab.account))
                 .map(|e| Evaluation {
                     compliance: e["compliance"].as_str().unwrap_or_default().to_owned(),
                     annotation: e["annotation"].as_str().map(str::to_owned),

@@ -14,12 +14,12 @@ use tracing::{info, warn};
 use crate::http::{self, Request, Response};
 
 pub const SECURITY_GROUP: &str = "AWS::EC2::SecurityGroup";
-pub const ACCOUNT: &str = "123456789012";
 
 /// One stored evaluation (history is kept; reads answer the latest per resource).
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Stored {
+    pub account: String,
     pub region: String,
     pub rule: String,
     pub resource_type: String,
@@ -29,6 +29,12 @@ pub struct Stored {
     pub ordering_timestamp: f64,
     pub recorded: f64,
     pub invoked: f64,
+}
+
+impl Stored {
+    fn of(&self, account: &str, region: &str, rule: &str) -> bool {
+        self.account == account && self.region == region && self.rule == rule
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -43,16 +49,24 @@ pub struct RuleStatus {
 }
 
 struct Token {
+    account: String,
     region: String,
     rule: String,
     invoked: f64,
 }
 
-/// The evaluation state of the local AWS.
+/// A rule of one account and region: (account, region, rule).
+type RuleKey = (String, String, String);
+
+fn rule_key(account: &str, region: &str, rule: &str) -> RuleKey {
+    (account.to_owned(), region.to_owned(), rule.to_owned())
+}
+
+/// The evaluation state of the local AWS, per account, region and rule.
 #[derive(Default)]
 pub struct Evaluations {
     stored: Mutex<Vec<Stored>>,
-    status: Mutex<HashMap<(String, String), RuleStatus>>,
+    status: Mutex<HashMap<RuleKey, RuleStatus>>,
     tokens: Mutex<HashMap<String, Token>>,
     counter: AtomicU64,
 }
@@ -67,23 +81,24 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Evaluations {
     /// A result token for one invocation of `rule`.
-    pub fn token(&self, region: &str, rule: &str) -> String {
+    pub fn token(&self, account: &str, region: &str, rule: &str) -> String {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let token = format!("local-{n:08}-{:x}", (now() * 1000.0) as u64);
-        lock(&self.tokens)
-            .insert(token.clone(), Token { region: region.to_owned(), rule: rule.to_owned(), invoked: now() });
+        let entry =
+            Token { account: account.to_owned(), region: region.to_owned(), rule: rule.to_owned(), invoked: now() };
+        lock(&self.tokens).insert(token.clone(), entry);
         token
     }
 
-    pub fn activated(&self, region: &str, rule: &str) {
+    pub fn activated(&self, account: &str, region: &str, rule: &str) {
         let mut status = lock(&self.status);
-        let entry = status.entry((region.to_owned(), rule.to_owned())).or_default();
+        let entry = status.entry(rule_key(account, region, rule)).or_default();
         entry.first_activated.get_or_insert(now());
     }
 
-    pub fn invoked(&self, region: &str, rule: &str, error: Option<(String, String)>) {
+    pub fn invoked(&self, account: &str, region: &str, rule: &str, error: Option<(String, String)>) {
         let mut status = lock(&self.status);
-        let entry = status.entry((region.to_owned(), rule.to_owned())).or_default();
+        let entry = status.entry(rule_key(account, region, rule)).or_default();
         match error {
             None => entry.last_successful_invocation = Some(now()),
             Some((code, message)) => {
@@ -95,9 +110,9 @@ impl Evaluations {
         }
     }
 
-    pub fn forget_rule(&self, region: &str, rule: &str) {
-        lock(&self.stored).retain(|s| !(s.region == region && s.rule == rule));
-        lock(&self.status).remove(&(region.to_owned(), rule.to_owned()));
+    pub fn forget_rule(&self, account: &str, region: &str, rule: &str) {
+        lock(&self.stored).retain(|s| !s.of(account, region, rule));
+        lock(&self.status).remove(&rule_key(account, region, rule));
     }
 
     /// Forgets every evaluation, rule status and token (moto was reset).
@@ -113,10 +128,10 @@ impl Evaluations {
     }
 
     /// The latest evaluation per resource of a rule.
-    fn latest(&self, region: &str, rule: &str) -> Vec<Stored> {
+    fn latest(&self, account: &str, region: &str, rule: &str) -> Vec<Stored> {
         let stored = lock(&self.stored);
         let mut latest: HashMap<(String, String), Stored> = HashMap::new();
-        for s in stored.iter().filter(|s| s.region == region && s.rule == rule) {
+        for s in stored.iter().filter(|s| s.of(account, region, rule)) {
             let key = (s.resource_type.clone(), s.resource_id.clone());
             let newer = latest
                 .get(&key)
@@ -130,11 +145,22 @@ impl Evaluations {
         out
     }
 
-    /// Answers the Config operations the backend cannot; `None` for the others.
-    pub fn handle(&self, operation: &str, region: &str, request: &Request) -> Option<Response> {
+    /// Rules of an account and region with evaluation state.
+    fn rules_of(&self, account: &str, region: &str) -> Vec<String> {
+        let mut all: Vec<String> = lock(&self.status)
+            .keys()
+            .filter(|(a, r, _)| a == account && r == region)
+            .map(|(_, _, n)| n.clone())
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// Answers the Config operations the backend cannot, in `account`; `None` for the others.
+    pub fn handle(&self, operation: &str, account: &str, region: &str, request: &Request) -> Option<Response> {
         let body: Value = serde_json::from_slice(&request.body).unwrap_or_else(|_| json!({}));
         Some(match operation {
-            "PutEvaluations" => self.put_evaluations(&body),
+            "PutEvaluations" => self.put_evaluations(account, &body),
             "GetComplianceDetailsByConfigRule" => {
                 let rule = body["ConfigRuleName"].as_str().unwrap_or_default();
                 let wanted: Vec<&str> = body["ComplianceTypes"]
@@ -142,7 +168,7 @@ impl Evaluations {
                     .map(|a| a.iter().filter_map(Value::as_str).collect())
                     .unwrap_or_default();
                 let results: Vec<Value> = self
-                    .latest(region, rule)
+                    .latest(account, region, rule)
                     .into_iter()
                     .filter(|s| wanted.is_empty() || wanted.contains(&s.compliance.as_str()))
                     .map(|s| {
@@ -161,11 +187,11 @@ impl Evaluations {
                 http::json(200, &json!({"EvaluationResults": results}))
             }
             "DescribeComplianceByConfigRule" => {
-                let names = self.rule_names(region, &body["ConfigRuleNames"]);
+                let names = self.rule_names(account, region, &body["ConfigRuleNames"]);
                 let rules: Vec<Value> = names
                     .iter()
                     .map(|rule| {
-                        let latest = self.latest(region, rule);
+                        let latest = self.latest(account, region, rule);
                         let non = latest.iter().filter(|s| s.compliance == "NON_COMPLIANT").count();
                         let compliance = if latest.is_empty() {
                             json!({"ComplianceType": "INSUFFICIENT_DATA"})
@@ -183,10 +209,8 @@ impl Evaluations {
                 let resource_type = body["ResourceType"].as_str();
                 let resource_id = body["ResourceId"].as_str();
                 let mut by_resource: HashMap<(String, String), Vec<String>> = HashMap::new();
-                let rules: Vec<String> =
-                    lock(&self.status).keys().filter(|(r, _)| r == region).map(|(_, n)| n.clone()).collect();
-                for rule in rules {
-                    for s in self.latest(region, &rule) {
+                for rule in self.rules_of(account, region) {
+                    for s in self.latest(account, region, &rule) {
                         by_resource
                             .entry((s.resource_type.clone(), s.resource_id.clone()))
                             .or_default()
@@ -211,11 +235,11 @@ impl Evaluations {
                 http::json(200, &json!({"ComplianceByResources": out}))
             }
             "DescribeConfigRuleEvaluationStatus" => {
-                let names = self.rule_names(region, &body["ConfigRuleNames"]);
+                let names = self.rule_names(account, region, &body["ConfigRuleNames"]);
                 let status = lock(&self.status);
                 let out: Vec<Value> = names
                     .iter()
-                    .filter_map(|rule| status.get(&(region.to_owned(), rule.clone())).map(|s| (rule, s)))
+                    .filter_map(|rule| status.get(&rule_key(account, region, rule)).map(|s| (rule, s)))
                     .map(|(rule, s)| {
                         json!({
                             "ConfigRuleName": rule,
@@ -234,33 +258,32 @@ impl Evaluations {
             }
             "DeleteEvaluationResults" => {
                 let rule = body["ConfigRuleName"].as_str().unwrap_or_default();
-                lock(&self.stored).retain(|s| !(s.region == region && s.rule == rule));
+                lock(&self.stored).retain(|s| !s.of(account, region, rule));
                 http::json(200, &json!({}))
             }
             _ => return None,
         })
     }
 
-    fn rule_names(&self, region: &str, names: &Value) -> Vec<String> {
+    fn rule_names(&self, account: &str, region: &str, names: &Value) -> Vec<String> {
         match names.as_array() {
             Some(names) if !names.is_empty() => names.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
-            _ => {
-                let mut all: Vec<String> =
-                    lock(&self.status).keys().filter(|(r, _)| r == region).map(|(_, n)| n.clone()).collect();
-                all.sort();
-                all
-            }
+            _ => self.rules_of(account, region),
         }
     }
 
-    fn put_evaluations(&self, body: &Value) -> Response {
+    /// Stores evaluations under the token's rule; a token is valid only in the account of the
+    /// rule it was issued for.
+    fn put_evaluations(&self, account: &str, body: &Value) -> Response {
         let token = body["ResultToken"].as_str().unwrap_or_default();
         if body["TestMode"].as_bool() == Some(true) {
             return http::json(200, &json!({"FailedEvaluations": []}));
         }
-        let Some((region, rule, invoked)) =
-            lock(&self.tokens).get(token).map(|t| (t.region.clone(), t.rule.clone(), t.invoked))
-        else {
+        let found = lock(&self.tokens)
+            .get(token)
+            .filter(|t| t.account == account)
+            .map(|t| (t.region.clone(), t.rule.clone(), t.invoked));
+        let Some((region, rule, invoked)) = found else {
             return http::json_error(400, "InvalidResultTokenException", "The result token is invalid.");
         };
         let Some(evaluations) = body["Evaluations"].as_array() else {
@@ -284,6 +307,7 @@ impl Evaluations {
                 continue;
             }
             stored.push(Stored {
+                account: account.to_owned(),
                 region: region.clone(),
                 rule: rule.clone(),
                 resource_type: e["ComplianceResourceType"].as_str().unwrap_or_default().to_owned(),
@@ -306,7 +330,7 @@ impl Evaluations {
         }
         lock(&self.stored).extend(stored);
         let mut status = lock(&self.status);
-        let entry = status.entry((region, rule)).or_default();
+        let entry = status.entry((account.to_owned(), region, rule)).or_default();
         entry.last_successful_evaluation = Some(now());
         http::json(200, &json!({"FailedEvaluations": failed}))
     }
@@ -379,6 +403,7 @@ fn iso(seconds: f64) -> String {
 
 /// A configuration item (version 1.3) of a security group; `group` is `None` when it was deleted.
 pub fn configuration_item(
+    account: &str,
     region: &str,
     group_id: &str,
     group: Option<&aws_sdk_ec2::types::SecurityGroup>,
@@ -402,12 +427,12 @@ pub fn configuration_item(
         "configurationItemVersion": "1.3",
         "configurationItemCaptureTime": iso(captured),
         "configurationStateId": (captured * 1000.0) as u64,
-        "awsAccountId": ACCOUNT,
+        "awsAccountId": account,
         "configurationItemStatus": if group.is_some() { "OK" } else { "ResourceDeleted" },
         "resourceType": SECURITY_GROUP,
         "resourceId": group_id,
         "resourceName": group.and_then(|g| g.group_name()),
-        "ARN": format!("arn:aws:ec2:{region}:{ACCOUNT}:security-group/{group_id}"),
+        "ARN": format!("arn:aws:ec2:{region}:{account}:security-group/{group_id}"),
         "awsRegion": region,
         "availabilityZone": "Not Applicable",
         "configurationStateMd5Hash": "",
@@ -416,7 +441,13 @@ pub fn configuration_item(
 }
 
 /// The event Config sends a custom rule's function.
-pub fn rule_event(rule: &ConfigRule, invoking_event: &Value, token: &str, execution_role: &str) -> Value {
+pub fn rule_event(
+    account: &str,
+    rule: &ConfigRule,
+    invoking_event: &Value,
+    token: &str,
+    execution_role: &str,
+) -> Value {
     json!({
         "version": "1.0",
         "invokingEvent": invoking_event.to_string(),
@@ -427,7 +458,7 @@ pub fn rule_event(rule: &ConfigRule, invoking_event: &Value, token: &str, execut
         "configRuleArn": rule.config_rule_arn(),
         "configRuleName": rule.config_rule_name(),
         "configRuleId": rule.config_rule_id(),
-        "accountId": ACCOUNT,
+        "accountId": account,
         "evaluationMode": "DETECTIVE",
     })
 }
@@ -442,8 +473,8 @@ pub fn change_notification(item: Value) -> Value {
     })
 }
 
-pub fn scheduled_notification() -> Value {
-    json!({"awsAccountId": ACCOUNT, "notificationCreationTime": iso(now()), "messageType": "ScheduledNotification", "recordVersion": "1.0"})
+pub fn scheduled_notification(account: &str) -> Value {
+    json!({"awsAccountId": account, "notificationCreationTime": iso(now()), "messageType": "ScheduledNotification", "recordVersion": "1.0"})
 }
 
 /// Logs and swallows the error of a background step.
@@ -454,5 +485,74 @@ pub fn log_error<T, E: std::fmt::Display>(what: &str, result: Result<T, E>) -> O
             warn!("{what}: {e}");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_request(body: Value) -> Request {
+        Request {
+            method: hyper::Method::POST,
+            uri: hyper::Uri::from_static("/"),
+            headers: Default::default(),
+            body: bytes::Bytes::from(body.to_string()),
+        }
+    }
+
+    fn evaluation(group: &str) -> Value {
+        json!({"ComplianceResourceType": SECURITY_GROUP, "ComplianceResourceId": group, "ComplianceType": "COMPLIANT", "OrderingTimestamp": 1.0})
+    }
+
+    fn body(response: Response) -> Value {
+        let bytes = futures_body(response);
+        serde_json::from_slice(&bytes).unwrap_or_default()
+    }
+
+    fn futures_body(response: Response) -> bytes::Bytes {
+        use http_body_util::BodyExt;
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        runtime.block_on(response.into_body().collect()).map(|c| c.to_bytes()).unwrap_or_default()
+    }
+
+    #[test]
+    fn evaluations_are_kept_per_account_and_tokens_work_only_in_theirs() {
+        let state = Evaluations::default();
+        let (a, b) = ("111111111111", "222222222222");
+        state.activated(a, "us-west-2", "rule");
+        state.activated(b, "us-west-2", "rule");
+        let token_b = state.token(b, "us-west-2", "rule");
+        let put = |account: &str, group: &str| {
+            let request = config_request(json!({"ResultToken": token_b, "Evaluations": [evaluation(group)]}));
+            state.handle("PutEvaluations", account, "us-west-2", &request).unwrap()
+        };
+        // B's token is refused in A, accepted in B.
+        assert_eq!(put(a, "sg-a").status(), 400);
+        assert_eq!(put(b, "sg-b").status(), 200);
+        let details = |account: &str| {
+            let request = config_request(json!({"ConfigRuleName": "rule"}));
+            let answer =
+                body(state.handle("GetComplianceDetailsByConfigRule", account, "us-west-2", &request).unwrap());
+            answer["EvaluationResults"]
+                .as_array()
+                .map(|r| {
+                    r.iter()
+                        .map(|e| e["EvaluationResultIdentifier"]["EvaluationResultQualifier"]["ResourceId"].clone())
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        };
+        assert_eq!(details(b), [json!("sg-b")]);
+        assert!(details(a).is_empty());
+        assert_eq!(state.history()[0].account, b);
+        // Forgetting A's rule leaves B's.
+        state.forget_rule(a, "us-west-2", "rule");
+        assert_eq!(details(b), [json!("sg-b")]);
+        let request = config_request(json!({}));
+        let status = body(state.handle("DescribeConfigRuleEvaluationStatus", a, "us-west-2", &request).unwrap());
+        assert_eq!(status["ConfigRulesEvaluationStatus"], json!([]));
+        let status = body(state.handle("DescribeConfigRuleEvaluationStatus", b, "us-west-2", &request).unwrap());
+        assert_eq!(status["ConfigRulesEvaluationStatus"][0]["ConfigRuleName"], "rule");
     }
 }

@@ -5,10 +5,9 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::config::ACCOUNT;
-
-/// The EventBridge event CloudTrail produces for an EC2 API call.
+/// The EventBridge event CloudTrail produces for an EC2 API call made in `account`.
 pub fn cloudtrail_event(
+    account: &str,
     region: &str,
     event_name: &str,
     request: Value,
@@ -21,13 +20,13 @@ pub fn cloudtrail_event(
         "id": id,
         "detail-type": "AWS API Call via CloudTrail",
         "source": "aws.ec2",
-        "account": ACCOUNT,
+        "account": account,
         "time": time,
         "region": region,
         "resources": [],
         "detail": {
             "eventVersion": "1.08",
-            "userIdentity": {"type": "IAMUser", "accountId": ACCOUNT, "principalId": "LOCAL", "arn": format!("arn:aws:iam::{ACCOUNT}:user/local")},
+            "userIdentity": {"type": "IAMUser", "accountId": account, "principalId": "LOCAL", "arn": format!("arn:aws:iam::{account}:user/local")},
             "eventTime": time,
             "eventSource": "ec2.amazonaws.com",
             "eventName": event_name,
@@ -41,7 +40,7 @@ pub fn cloudtrail_event(
             "readOnly": false,
             "eventType": "AwsApiCall",
             "managementEvent": true,
-            "recipientAccountId": ACCOUNT,
+            "recipientAccountId": account,
             "eventCategory": "Management",
         },
     })
@@ -155,6 +154,7 @@ mod tests {
 
     fn event() -> Value {
         cloudtrail_event(
+            "123456789012",
             "us-west-2",
             "AuthorizeSecurityGroupIngress",
             json!({"groupId": "sg-0123"}),

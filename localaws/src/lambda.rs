@@ -6,6 +6,11 @@
 //! invocations of one function run one at a time. The timeout is enforced by killing the
 //! process. Output goes to CloudWatch Logs `/aws/lambda/<name>`, one stream per process, with
 //! `START` / `END` / `REPORT` lines.
+//!
+//! Functions are kept per account, region and name. A process gets, as on Lambda, temporary
+//! credentials of the function's execution role, obtained from the backend's STS in the
+//! function's account: moto maps that key to the account, and so does the front, so every call
+//! the function makes lands in the account it lives in.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,7 +24,8 @@ use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tracing::{info, warn};
 
-use crate::http::{self, Request, Response};
+use crate::accounts::{self, Accounts};
+use crate::http::{self, Forwarder, Request, Response};
 
 /// What the function's code answered.
 #[derive(Debug, Clone)]
@@ -47,7 +53,11 @@ pub struct Invocation {
 pub struct FunctionConfig {
     pub name: String,
     pub arn: String,
+    /// The account the function lives in (and acts in).
+    pub account: String,
     pub region: String,
+    /// The execution role's ARN.
+    pub role: String,
     pub runtime: String,
     pub timeout: Duration,
     pub memory_mb: u64,
@@ -175,13 +185,15 @@ pub struct Executor {
     root: PathBuf,
     endpoint: String,
     backend: String,
-    logs: std::sync::Mutex<HashMap<String, aws_sdk_cloudwatchlogs::Client>>,
-    functions: std::sync::Mutex<HashMap<String, Arc<Function>>>,
+    sts: Forwarder,
+    accounts: Arc<Accounts>,
+    logs: std::sync::Mutex<HashMap<(String, String), aws_sdk_cloudwatchlogs::Client>>,
+    functions: std::sync::Mutex<HashMap<(String, String, String), Arc<Function>>>,
     counter: AtomicU64,
 }
 
-fn key(region: &str, name: &str) -> String {
-    format!("{region}/{name}")
+fn key(account: &str, region: &str, name: &str) -> (String, String, String) {
+    (account.to_owned(), region.to_owned(), name.to_owned())
 }
 
 fn now_ms() -> i64 {
@@ -190,49 +202,63 @@ fn now_ms() -> i64 {
 
 impl Executor {
     /// `root`: where code is unpacked; `endpoint`: the local AWS endpoint given to functions;
-    /// `backend`: where the logs are written.
-    pub fn new(root: PathBuf, endpoint: String, backend: String) -> Self {
+    /// `backend`: where the logs are written and the functions' credentials obtained;
+    /// `accounts`: learns the functions' keys.
+    pub fn new(root: PathBuf, endpoint: String, backend: String, accounts: Arc<Accounts>) -> Self {
         Executor {
             root,
             endpoint,
+            sts: Forwarder::new(&backend),
             backend,
+            accounts,
             logs: Default::default(),
             functions: Default::default(),
             counter: AtomicU64::new(0),
         }
     }
 
-    /// The backend's CloudWatch Logs client of a region.
-    fn logs(&self, region: &str) -> aws_sdk_cloudwatchlogs::Client {
+    /// The backend's CloudWatch Logs client of an account and region.
+    fn logs(&self, account: &str, region: &str) -> aws_sdk_cloudwatchlogs::Client {
         let mut clients = self.logs.lock().unwrap_or_else(|e| e.into_inner());
         clients
-            .entry(region.to_owned())
-            .or_insert_with(|| aws_sdk_cloudwatchlogs::Client::new(&crate::sdk_config(&self.backend, region)))
+            .entry((account.to_owned(), region.to_owned()))
+            .or_insert_with(|| {
+                let sdk = crate::sdk_config(&self.backend, region);
+                let config = aws_sdk_cloudwatchlogs::config::Builder::from(&sdk)
+                    .interceptor(accounts::AccountHeader::new(account))
+                    .build();
+                aws_sdk_cloudwatchlogs::Client::from_conf(config)
+            })
             .clone()
     }
 
-    fn function(&self, region: &str, name: &str) -> Arc<Function> {
+    fn function(&self, account: &str, region: &str, name: &str) -> Arc<Function> {
         let mut functions = self.functions.lock().unwrap_or_else(|e| e.into_inner());
-        functions.entry(key(region, name)).or_default().clone()
+        functions.entry(key(account, region, name)).or_default().clone()
     }
 
     /// Keeps the code of a created or updated function; the next invocation starts a new
     /// process with it.
-    pub async fn store_code(&self, region: &str, name: &str, zip: &[u8]) -> Result<(), String> {
+    pub async fn store_code(&self, account: &str, region: &str, name: &str, zip: &[u8]) -> Result<(), String> {
         let id = self.counter.fetch_add(1, Ordering::Relaxed);
-        let dir = self.root.join(region).join(name).join(format!("code-{id}"));
+        let dir = self
+            .root
+            .join(accounts::path_component(account))
+            .join(accounts::path_component(region))
+            .join(accounts::path_component(name))
+            .join(format!("code-{id}"));
         let bytes = zip.to_vec();
         let target = dir.clone();
         tokio::task::spawn_blocking(move || unpack(&bytes, &target))
             .await
             .map_err(|e| format!("unpacking the code of {name}: {e}"))??;
-        let function = self.function(region, name);
+        let function = self.function(account, region, name);
         let old = function.code.lock().unwrap_or_else(|e| e.into_inner()).replace(dir);
         *function.warm.lock().await = None;
         if let Some(old) = old {
             let _ = tokio::fs::remove_dir_all(old).await;
         }
-        info!("stored the code of function {name} ({region})");
+        info!("stored the code of function {name} ({account}, {region})");
         Ok(())
     }
 
@@ -249,8 +275,8 @@ impl Executor {
         }
     }
 
-    pub async fn forget(&self, region: &str, name: &str) {
-        let removed = self.functions.lock().unwrap_or_else(|e| e.into_inner()).remove(&key(region, name));
+    pub async fn forget(&self, account: &str, region: &str, name: &str) {
+        let removed = self.functions.lock().unwrap_or_else(|e| e.into_inner()).remove(&key(account, region, name));
         if let Some(function) = removed {
             *function.warm.lock().await = None;
             let code = function.code.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -268,7 +294,7 @@ impl Executor {
                 config.runtime
             ));
         }
-        let function = self.function(&config.region, &config.name);
+        let function = self.function(&config.account, &config.region, &config.name);
         let code = function.code.lock().unwrap_or_else(|e| e.into_inner()).clone().ok_or_else(|| {
             format!("function {} has no code here: create or update it through the local AWS with a zip", config.name)
         })?;
@@ -366,7 +392,24 @@ impl Executor {
         })
     }
 
+    /// Credentials of the function's execution role, in the function's account (a role ARN
+    /// naming another account is taken by its name in the function's account).
+    async fn credentials(&self, config: &FunctionConfig) -> Result<accounts::Assumed, String> {
+        let role = match accounts::account_of_arn(&config.role) {
+            Some(account) if account == config.account => config.role.clone(),
+            _ => {
+                let name = config.role.rsplit_once(":role/").map(|(_, n)| n).unwrap_or("lambda-execution-role");
+                format!("arn:aws:iam::{}:role/{name}", config.account)
+            }
+        };
+        let session: String = config.name.chars().take(64).collect();
+        accounts::assume_role(&self.sts, &self.accounts, &config.account, &config.region, &role, &session)
+            .await
+            .map_err(|e| format!("credentials for function {}: {e}", config.name))
+    }
+
     async fn spawn(&self, config: &FunctionConfig, code: &Path) -> Result<Warm, String> {
+        let credentials = self.credentials(config).await?;
         let api = RuntimeApi::start().await.map_err(|e| format!("starting a runtime API: {e}"))?;
         let date = aws_smithy_types::DateTime::from_millis(now_ms())
             .fmt(aws_smithy_types::date_time::Format::DateTime)
@@ -398,9 +441,9 @@ impl Executor {
             .env("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
             .env("AWS_REGION", &config.region)
             .env("AWS_DEFAULT_REGION", &config.region)
-            .env("AWS_ACCESS_KEY_ID", "local")
-            .env("AWS_SECRET_ACCESS_KEY", "local")
-            .env("AWS_SESSION_TOKEN", "local")
+            .env("AWS_ACCESS_KEY_ID", &credentials.access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &credentials.secret_access_key)
+            .env("AWS_SESSION_TOKEN", &credentials.session_token)
             .env("AWS_ENDPOINT_URL", &self.endpoint)
             .envs(config.environment.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(std::process::Stdio::null())
@@ -415,7 +458,7 @@ impl Executor {
         if let Some(stderr) = child.stderr.take() {
             tokio::spawn(read_lines(stderr, lines.clone()));
         }
-        let logs = self.logs(&config.region);
+        let logs = self.logs(&config.account, &config.region);
         let _ = logs.create_log_group().log_group_name(&group).send().await;
         if let Err(err) = logs.create_log_stream().log_group_name(&group).log_stream_name(&stream).send().await {
             warn!("creating log stream {stream}: {}", aws_smithy_types::error::display::DisplayErrorContext(err));
@@ -435,7 +478,7 @@ impl Executor {
             .collect();
         let group = format!("/aws/lambda/{name}");
         let sent = self
-            .logs(&config.region)
+            .logs(&config.account, &config.region)
             .put_log_events()
             .log_group_name(&group)
             .log_stream_name(stream)

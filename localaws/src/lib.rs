@@ -5,9 +5,11 @@
 //! moto unchanged.
 //!
 //! [`http`] is the server and forwarding plumbing, [`lambda`] the executor, [`config`] the
-//! evaluation state and event shapes; this module routes requests and runs the evaluation
-//! worker.
+//! evaluation state and event shapes, [`accounts`] tells a request's account as moto does;
+//! this module routes requests and runs the evaluation worker. Everything the front does on
+//! behalf of a request happens in that request's account.
 
+pub mod accounts;
 pub mod config;
 pub mod events;
 pub mod faults;
@@ -27,6 +29,7 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, Notify};
 use tracing::{info, warn};
 
+use crate::accounts::{AccountHeader, Accounts};
 use crate::config::{log_error, Evaluations};
 use crate::faults::{Decision, FaultSpec, Faults, Protocol};
 use crate::http::{Forwarder, Request, Response};
@@ -107,8 +110,8 @@ impl Drop for LocalAws {
 }
 
 enum Trigger {
-    GroupsChanged { region: String, groups: Vec<String> },
-    EvaluateRules { region: String, rules: Vec<String> },
+    GroupsChanged { account: String, region: String, groups: Vec<String> },
+    EvaluateRules { account: String, region: String, rules: Vec<String> },
 }
 
 #[derive(Clone)]
@@ -122,6 +125,7 @@ struct Front {
     forwarder: Forwarder,
     backend: String,
     executor: Executor,
+    accounts: Arc<Accounts>,
     evaluations: Evaluations,
     triggers: mpsc::UnboundedSender<Trigger>,
     busy: std::sync::atomic::AtomicI64,
@@ -129,8 +133,10 @@ struct Front {
     in_flight: std::sync::atomic::AtomicI64,
     calls: Mutex<BTreeMap<String, u64>>,
     faults: Mutex<Faults>,
-    fixed_regions: Mutex<HashSet<String>>,
-    clients: Mutex<HashMap<String, Backend>>,
+    /// (account, region) whose default groups have their self-referencing rule.
+    fixed_regions: Mutex<HashSet<(String, String)>>,
+    /// The backend's clients per (account, region).
+    clients: Mutex<HashMap<(String, String), Backend>>,
     shutdown: Notify,
 }
 
@@ -194,6 +200,8 @@ pub async fn start(options: Options) -> Result<LocalAws, String> {
     let moto = tokio::process::Command::new(&options.moto)
         .args(["-H", "127.0.0.1", "-p", &moto_port.to_string()])
         .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+        // It would put every request in one account, whatever the front tells apart.
+        .env_remove("MOTO_ACCOUNT_ID")
         .stdin(std::process::Stdio::null())
         .stdout(log)
         .stderr(log_err)
@@ -215,10 +223,17 @@ pub async fn start(options: Options) -> Result<LocalAws, String> {
         http::bind(options.port).await.map_err(|e| format!("binding 127.0.0.1:{}: {e}", options.port))?;
     let endpoint = format!("http://127.0.0.1:{}", addr.port());
     let (triggers, receiver) = mpsc::unbounded_channel();
+    let accounts = Arc::new(Accounts::default());
     let front = Arc::new(Front {
         forwarder,
         backend: backend.clone(),
-        executor: Executor::new(options.data_dir.join("functions"), endpoint.clone(), backend.clone()),
+        executor: Executor::new(
+            options.data_dir.join("functions"),
+            endpoint.clone(),
+            backend.clone(),
+            accounts.clone(),
+        ),
+        accounts,
         evaluations: Evaluations::default(),
         triggers,
         busy: Default::default(),
@@ -261,19 +276,42 @@ impl Front {
         *lock(&self.calls).entry(operation).or_default() += 1;
     }
 
-    fn backend(&self, region: &str) -> Backend {
+    /// The backend's clients acting in `account` (every request names it).
+    fn backend(&self, account: &str, region: &str) -> Backend {
         let mut clients = lock(&self.clients);
         clients
-            .entry(region.to_owned())
+            .entry((account.to_owned(), region.to_owned()))
             .or_insert_with(|| {
                 let sdk = sdk_config(&self.backend, region);
+                let header = AccountHeader::new(account);
                 Backend {
-                    ec2: aws_sdk_ec2::Client::new(&sdk),
-                    config: aws_sdk_config::Client::new(&sdk),
-                    lambda: aws_sdk_lambda::Client::new(&sdk),
+                    ec2: aws_sdk_ec2::Client::from_conf(
+                        aws_sdk_ec2::config::Builder::from(&sdk).interceptor(header.clone()).build(),
+                    ),
+                    config: aws_sdk_config::Client::from_conf(
+                        aws_sdk_config::config::Builder::from(&sdk).interceptor(header.clone()).build(),
+                    ),
+                    lambda: aws_sdk_lambda::Client::from_conf(
+                        aws_sdk_lambda::config::Builder::from(&sdk).interceptor(header).build(),
+                    ),
                 }
             })
             .clone()
+    }
+
+    /// Forwards a request unchanged, learning the access keys STS and IAM hand out.
+    async fn pass(&self, account: &str, operation: &str, request: &Request) -> Response {
+        let answer = self.forwarder.forward(request).await;
+        let teaches = ["AssumeRole", "AssumeRoleWithWebIdentity", "AssumeRoleWithSAML", "CreateAccessKey"];
+        if !answer.status().is_success() || !teaches.contains(&operation) {
+            return answer;
+        }
+        let (parts, body) = answer.into_parts();
+        let body = http_body_util::BodyExt::collect(body).await.map(|c| c.to_bytes()).unwrap_or_default();
+        if let Some(key) = self.accounts.observe(operation, account, &body) {
+            info!("access key {key} acts in account {}", self.accounts.account_of_key(&key).unwrap_or_default());
+        }
+        hyper::Response::from_parts(parts, http_body_util::Full::new(body))
     }
 
     fn trigger(&self, trigger: Trigger) {
@@ -330,19 +368,22 @@ impl Front {
 
     async fn dispatch(self: &Arc<Self>, service: &str, operation: &str, request: &Request) -> Response {
         let region = request.region().unwrap_or_else(|| "us-east-1".to_owned());
+        let account = self.accounts.of(request);
         if let Some(target) = request.header("x-amz-target") {
             if target.starts_with("StarlingDoveService.") {
-                return self.config(operation, &region, request).await;
+                return self.config(operation, &account, &region, request).await;
             }
-            return self.forwarder.forward(request).await;
+            return self.pass(&account, operation, request).await;
         }
         if request.path().starts_with("/2015-03-31/functions") {
-            return self.lambda(operation, &region, request).await;
+            return self.lambda(operation, &account, &region, request).await;
         }
         match service {
-            "ec2" if request.form().iter().any(|(k, _)| k == "Action") => self.ec2(operation, &region, request).await,
+            "ec2" if request.form().iter().any(|(k, _)| k == "Action") => {
+                self.ec2(operation, &account, &region, request).await
+            }
             "s3" if operation == "CreateBucket" => self.create_bucket(request).await,
-            _ => self.forwarder.forward(request).await,
+            _ => self.pass(&account, operation, request).await,
         }
     }
 
@@ -421,7 +462,7 @@ impl Front {
         }
     }
 
-    async fn config(self: &Arc<Self>, operation: &str, region: &str, request: &Request) -> Response {
+    async fn config(self: &Arc<Self>, operation: &str, account: &str, region: &str, request: &Request) -> Response {
         let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
         match operation {
             "StartConfigRulesEvaluation" => {
@@ -429,22 +470,23 @@ impl Front {
                     .as_array()
                     .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
                     .unwrap_or_default();
-                let backend = self.backend(region);
+                let backend = self.backend(account, region);
                 for rule in &rules {
                     let found = backend.config.describe_config_rules().config_rule_names(rule).send().await;
                     if found.is_err() {
                         return http::json_error(400, "NoSuchConfigRuleException", &format!("The ConfigRule '{rule}' provided in the request is invalid. Please check the configRule name."));
                     }
                 }
-                self.trigger(Trigger::EvaluateRules { region: region.to_owned(), rules });
+                self.trigger(Trigger::EvaluateRules { account: account.to_owned(), region: region.to_owned(), rules });
                 http::json(200, &json!({}))
             }
             "PutConfigRule" => {
                 let answer = self.forwarder.forward(request).await;
                 if answer.status() == 200 {
                     if let Some(rule) = body["ConfigRule"]["ConfigRuleName"].as_str() {
-                        self.evaluations.activated(region, rule);
+                        self.evaluations.activated(account, region, rule);
                         self.trigger(Trigger::EvaluateRules {
+                            account: account.to_owned(),
                             region: region.to_owned(),
                             rules: vec![rule.to_owned()],
                         });
@@ -456,23 +498,23 @@ impl Front {
                 let answer = self.forwarder.forward(request).await;
                 if answer.status() == 200 {
                     if let Some(rule) = body["ConfigRuleName"].as_str() {
-                        self.evaluations.forget_rule(region, rule);
+                        self.evaluations.forget_rule(account, region, rule);
                     }
                 }
                 answer
             }
-            _ => match self.evaluations.handle(operation, region, request) {
+            _ => match self.evaluations.handle(operation, account, region, request) {
                 Some(answer) => answer,
                 None => self.forwarder.forward(request).await,
             },
         }
     }
 
-    async fn lambda(self: &Arc<Self>, operation: &str, region: &str, request: &Request) -> Response {
+    async fn lambda(self: &Arc<Self>, operation: &str, account: &str, region: &str, request: &Request) -> Response {
         let segments = lambda_segments(request.path());
         let name = segments.get(2).map(|n| function_name(n));
         match operation {
-            "Invoke" => return self.invoke_api(region, name.unwrap_or_default(), request).await,
+            "Invoke" => return self.invoke_api(account, region, name.unwrap_or_default(), request).await,
             "CreateFunction" | "UpdateFunctionCode" => {
                 let answer = self.forwarder.forward(request).await;
                 if answer.status().is_success() {
@@ -488,7 +530,7 @@ impl Front {
                             Ok(bytes) => {
                                 log_error(
                                     "storing function code",
-                                    self.executor.store_code(region, &name, &bytes).await,
+                                    self.executor.store_code(account, region, &name, &bytes).await,
                                 );
                             }
                             Err(err) => warn!("the code of {name} is not base64: {err}"),
@@ -500,7 +542,7 @@ impl Front {
             "DeleteFunction" => {
                 let answer = self.forwarder.forward(request).await;
                 if let (true, Some(name)) = (answer.status().is_success(), name) {
-                    self.executor.forget(region, &name).await;
+                    self.executor.forget(account, region, &name).await;
                 }
                 answer
             }
@@ -508,13 +550,13 @@ impl Front {
         }
     }
 
-    async fn function_config(&self, region: &str, name: &str) -> Result<FunctionConfig, Response> {
-        let backend = self.backend(region);
+    async fn function_config(&self, account: &str, region: &str, name: &str) -> Result<FunctionConfig, Response> {
+        let backend = self.backend(account, region);
         let config = backend.lambda.get_function_configuration().function_name(name).send().await.map_err(|_| {
             let mut r = http::response(
                 404,
                 "application/json",
-                json!({"Type": "User", "message": format!("Function not found: arn:aws:lambda:{region}:{}:function:{name}", config::ACCOUNT)}).to_string(),
+                json!({"Type": "User", "message": format!("Function not found: arn:aws:lambda:{region}:{account}:function:{name}")}).to_string(),
             );
             r.headers_mut().insert("x-amzn-errortype", hyper::header::HeaderValue::from_static("ResourceNotFoundException"));
             r
@@ -522,7 +564,9 @@ impl Front {
         Ok(FunctionConfig {
             name: name.to_owned(),
             arn: config.function_arn().unwrap_or_default().to_owned(),
+            account: account.to_owned(),
             region: region.to_owned(),
+            role: config.role().unwrap_or_default().to_owned(),
             runtime: config.runtime().map(|r| r.as_str().to_owned()).unwrap_or_default(),
             timeout: Duration::from_secs(config.timeout().unwrap_or(3).max(1) as u64),
             memory_mb: config.memory_size().unwrap_or(128) as u64,
@@ -540,8 +584,8 @@ impl Front {
         })
     }
 
-    async fn invoke_api(self: &Arc<Self>, region: &str, name: String, request: &Request) -> Response {
-        let config = match self.function_config(region, &name).await {
+    async fn invoke_api(self: &Arc<Self>, account: &str, region: &str, name: String, request: &Request) -> Response {
+        let config = match self.function_config(account, region, &name).await {
             Ok(config) => config,
             Err(response) => return response,
         };
@@ -590,8 +634,8 @@ impl Front {
         }
     }
 
-    async fn ec2(self: &Arc<Self>, action: &str, region: &str, request: &Request) -> Response {
-        self.fix_default_groups(region).await;
+    async fn ec2(self: &Arc<Self>, action: &str, account: &str, region: &str, request: &Request) -> Response {
+        self.fix_default_groups(account, region).await;
         let answer = self.forwarder.forward(request).await;
         if GROUP_CHANGES.contains(&action) {
             // Buffer the answer: its XML feeds the CloudTrail event.
@@ -600,26 +644,35 @@ impl Front {
             let body = http_body_util::BodyExt::collect(answer).await.map(|c| c.to_bytes()).unwrap_or_default();
             let text = String::from_utf8_lossy(&body).to_string();
             let front = self.clone();
-            let (region_owned, action_owned, form) = (region.to_owned(), action.to_owned(), request.form());
+            let (account_owned, region_owned) = (account.to_owned(), region.to_owned());
+            let (action_owned, form) = (action.to_owned(), request.form());
             let guard = Busy::new(self.clone(), |front| &front.busy);
             tokio::spawn(async move {
                 let _guard = guard;
-                front.deliver_api_call(&region_owned, &action_owned, &form, status.as_u16(), &text).await
+                let (account, region) = (&account_owned, &region_owned);
+                front.deliver_api_call(account, region, &action_owned, &form, status.as_u16(), &text).await
             });
             let mut rebuilt = hyper::Response::new(http_body_util::Full::new(body));
             *rebuilt.status_mut() = status;
             *rebuilt.headers_mut() = headers;
-            return self.after_ec2(action, region, request, rebuilt).await;
+            return self.after_ec2(action, account, region, request, rebuilt).await;
         }
-        self.after_ec2(action, region, request, answer).await
+        self.after_ec2(action, account, region, request, answer).await
     }
 
-    async fn after_ec2(self: &Arc<Self>, action: &str, region: &str, request: &Request, answer: Response) -> Response {
+    async fn after_ec2(
+        self: &Arc<Self>,
+        action: &str,
+        account: &str,
+        region: &str,
+        request: &Request,
+        answer: Response,
+    ) -> Response {
         if answer.status() != 200 {
             return answer;
         }
         if action == "CreateVpc" {
-            lock(&self.fixed_regions).remove(region);
+            lock(&self.fixed_regions).remove(&(account.to_owned(), region.to_owned()));
         }
         if GROUP_CHANGES.contains(&action) {
             let form = request.form();
@@ -635,29 +688,33 @@ impl Front {
                     groups.push(id.to_owned());
                 }
                 if !groups.is_empty() {
-                    self.trigger(Trigger::GroupsChanged { region: region.to_owned(), groups });
+                    let (account, region) = (account.to_owned(), region.to_owned());
+                    self.trigger(Trigger::GroupsChanged { account, region, groups });
                 }
                 return http::response(200, "text/xml", body);
             }
             if groups.is_empty() {
                 if let Some((_, name)) = form.iter().find(|(k, _)| k == "GroupName") {
-                    let found = self.backend(region).ec2.describe_security_groups().group_names(name).send().await;
+                    let ec2 = self.backend(account, region).ec2;
+                    let found = ec2.describe_security_groups().group_names(name).send().await;
                     if let Ok(found) = found {
                         groups.extend(found.security_groups().iter().filter_map(|g| g.group_id().map(str::to_owned)));
                     }
                 }
             }
             if !groups.is_empty() {
-                self.trigger(Trigger::GroupsChanged { region: region.to_owned(), groups });
+                self.trigger(Trigger::GroupsChanged { account: account.to_owned(), region: region.to_owned(), groups });
             }
         }
         answer
     }
 
-    /// Delivers the CloudTrail event of an EC2 call to every enabled EventBridge rule of the
-    /// default bus whose pattern matches, invoking its Lambda targets asynchronously.
+    /// Delivers the CloudTrail event of an EC2 call made in `account` to every enabled
+    /// EventBridge rule of that account's default bus whose pattern matches, invoking its Lambda
+    /// targets asynchronously.
     async fn deliver_api_call(
         self: &Arc<Self>,
+        account: &str,
         region: &str,
         action: &str,
         form: &[(String, String)],
@@ -678,12 +735,13 @@ impl Front {
             .fmt(aws_smithy_types::date_time::Format::DateTime)
             .unwrap_or_default();
         let id = format!("{:016x}", (config::now() * 1e6) as u64);
-        let mut event = events::cloudtrail_event(region, action, request_parameters.take(), response, &time, &id);
+        let mut event =
+            events::cloudtrail_event(account, region, action, request_parameters.take(), response, &time, &id);
         if status != 200 {
             event["detail"]["errorCode"] = json!(tag("Code").unwrap_or_else(|| "Client.Error".into()));
             event["detail"]["errorMessage"] = json!(tag("Message").unwrap_or_default());
         }
-        let rules = self.events_call(region, "ListRules", json!({"EventBusName": "default"})).await;
+        let rules = self.events_call(account, region, "ListRules", json!({"EventBusName": "default"})).await;
         for rule in rules["Rules"].as_array().into_iter().flatten() {
             let enabled = rule["State"] == "ENABLED";
             let pattern = rule["EventPattern"].as_str().and_then(|p| serde_json::from_str::<Value>(p).ok());
@@ -691,17 +749,18 @@ impl Front {
                 continue;
             }
             let rule_arn = rule["Arn"].as_str().unwrap_or_default().to_owned();
-            let targets = self.events_call(region, "ListTargetsByRule", json!({"Rule": rule["Name"]})).await;
+            let targets = self.events_call(account, region, "ListTargetsByRule", json!({"Rule": rule["Name"]})).await;
             for target in targets["Targets"].as_array().into_iter().flatten() {
                 let Some(arn) = target["Arn"].as_str().filter(|a| a.contains(":lambda:")) else { continue };
                 let function = function_name(arn);
-                if !self.allows(region, &function, "events.amazonaws.com", Some(&rule_arn)).await {
+                let home = accounts::account_of_arn(arn).unwrap_or_else(|| account.to_owned());
+                if !self.allows(&home, region, &function, "events.amazonaws.com", Some(&rule_arn), account).await {
                     warn!(
                         "EventBridge rule {rule_arn} may not invoke {function}: no permission for events.amazonaws.com"
                     );
                     continue;
                 }
-                let Ok(config) = self.function_config(region, &function).await else { continue };
+                let Ok(config) = self.function_config(&home, region, &function).await else { continue };
                 let payload = target["Input"]
                     .as_str()
                     .map(|i| Bytes::from(i.to_owned()))
@@ -711,8 +770,8 @@ impl Front {
         }
     }
 
-    /// A JSON call to the backend's EventBridge (moto takes the region from the scope).
-    async fn events_call(&self, region: &str, operation: &str, body: Value) -> Value {
+    /// A JSON call to the backend's EventBridge in `account` (moto takes the region from the scope).
+    async fn events_call(&self, account: &str, region: &str, operation: &str, body: Value) -> Value {
         let mut headers = hyper::HeaderMap::new();
         let auth = format!(
             "AWS4-HMAC-SHA256 Credential=local/20260101/{region}/events/aws4_request, SignedHeaders=host, Signature=0"
@@ -721,6 +780,7 @@ impl Front {
             ("x-amz-target", format!("AWSEvents.{operation}")),
             ("content-type", "application/x-amz-json-1.1".to_owned()),
             ("authorization", auth),
+            (accounts::ACCOUNT_HEADER, account.to_owned()),
         ] {
             if let Ok(value) = hyper::header::HeaderValue::from_str(&value) {
                 headers.insert(name, value);
@@ -737,29 +797,41 @@ impl Front {
         serde_json::from_slice(&bytes).unwrap_or(Value::Null)
     }
 
-    /// Whether the function's resource policy lets `service` invoke it (from `source_arn`).
-    async fn allows(&self, region: &str, function: &str, service: &str, source_arn: Option<&str>) -> bool {
-        let Ok(out) = self.backend(region).lambda.get_policy().function_name(function).send().await else {
+    /// Whether the resource policy of the function (of `account`) lets `service` invoke it on
+    /// behalf of `source_account` (from `source_arn`).
+    async fn allows(
+        &self,
+        account: &str,
+        region: &str,
+        function: &str,
+        service: &str,
+        source_arn: Option<&str>,
+        source_account: &str,
+    ) -> bool {
+        let Ok(out) = self.backend(account, region).lambda.get_policy().function_name(function).send().await else {
             return false;
         };
         let Some(policy) = out.policy().and_then(|p| serde_json::from_str::<Value>(p).ok()) else { return false };
         policy["Statement"].as_array().is_some_and(|statements| {
             statements.iter().any(|st| {
                 let condition_arn = &st["Condition"]["ArnLike"]["AWS:SourceArn"];
+                let condition_account = &st["Condition"]["StringEquals"]["AWS:SourceAccount"];
                 st["Effect"] == "Allow"
                     && st["Principal"]["Service"] == service
                     && (st["Action"] == "lambda:InvokeFunction" || st["Action"] == "lambda:*")
                     && (condition_arn.is_null() || source_arn.is_some_and(|a| condition_arn == a))
+                    && (condition_account.is_null() || condition_account == source_account)
             })
         })
     }
 
-    /// Gives every default group of the region AWS's self-referencing ingress rule.
-    async fn fix_default_groups(&self, region: &str) {
-        if !lock(&self.fixed_regions).insert(region.to_owned()) {
+    /// Gives every default group of the account's region AWS's self-referencing ingress rule.
+    async fn fix_default_groups(&self, account: &str, region: &str) {
+        let key = (account.to_owned(), region.to_owned());
+        if !lock(&self.fixed_regions).insert(key.clone()) {
             return;
         }
-        let ec2 = self.backend(region).ec2;
+        let ec2 = self.backend(account, region).ec2;
         let Some(groups) = log_error(
             "reading the default security groups",
             ec2.describe_security_groups()
@@ -767,7 +839,7 @@ impl Front {
                 .send()
                 .await,
         ) else {
-            lock(&self.fixed_regions).remove(region);
+            lock(&self.fixed_regions).remove(&key);
             return;
         };
         for group in groups.security_groups() {
@@ -789,11 +861,11 @@ impl Front {
 
     /// Evaluates what a trigger calls for, invoking each rule's function in turn.
     async fn evaluate(&self, trigger: Trigger) {
-        let (region, groups, only) = match trigger {
-            Trigger::GroupsChanged { region, groups } => (region, Some(groups), None),
-            Trigger::EvaluateRules { region, rules } => (region, None, Some(rules)),
+        let (account, region, groups, only) = match trigger {
+            Trigger::GroupsChanged { account, region, groups } => (account, region, Some(groups), None),
+            Trigger::EvaluateRules { account, region, rules } => (account, region, None, Some(rules)),
         };
-        let backend = self.backend(&region);
+        let backend = self.backend(&account, &region);
         // Config evaluates only what a running recorder records.
         let Some(recorders) =
             log_error("reading recorders", backend.config.describe_configuration_recorders().send().await)
@@ -813,7 +885,7 @@ impl Front {
             records && running
         });
         let Some(recorder) = recorder else {
-            info!("no running recorder records security groups in {region}: nothing evaluated");
+            info!("no running recorder records security groups in {account} {region}: nothing evaluated");
             return;
         };
         let role = recorder.role_arn().unwrap_or_default().to_owned();
@@ -830,7 +902,8 @@ impl Front {
             .collect();
         for rule in rules {
             if only.is_some() && config::periodic(&rule) {
-                self.invoke_rule(&region, &rule, &config::scheduled_notification(), &role).await;
+                let notification = config::scheduled_notification(&account);
+                self.invoke_rule(&account, &region, &rule, &notification, &role).await;
             }
             if !config::change_triggered(&rule) {
                 continue;
@@ -848,45 +921,62 @@ impl Front {
                     Ok(out) => out.security_groups().first().cloned(),
                     Err(_) => None,
                 };
-                let item = config::configuration_item(&region, &id, group.as_ref(), config::now());
-                self.invoke_rule(&region, &rule, &config::change_notification(item), &role).await;
+                let item = config::configuration_item(&account, &region, &id, group.as_ref(), config::now());
+                self.invoke_rule(&account, &region, &rule, &config::change_notification(item), &role).await;
             }
         }
     }
 
-    async fn invoke_rule(&self, region: &str, rule: &aws_sdk_config::types::ConfigRule, invoking: &Value, role: &str) {
+    /// Invokes the function of a rule of `account` (the function lives in the account its ARN
+    /// names, else in the rule's).
+    async fn invoke_rule(
+        &self,
+        account: &str,
+        region: &str,
+        rule: &aws_sdk_config::types::ConfigRule,
+        invoking: &Value,
+        role: &str,
+    ) {
         let rule_name = rule.config_rule_name().unwrap_or_default().to_owned();
-        let Some(function) = rule.source().and_then(|s| s.source_identifier()).map(function_name) else { return };
-        let allowed = self.allows(region, &function, "config.amazonaws.com", None).await;
+        let source = rule.source().and_then(|s| s.source_identifier());
+        let Some(function) = source.map(function_name) else { return };
+        let home = source.and_then(accounts::account_of_arn).unwrap_or_else(|| account.to_owned());
+        let allowed = self.allows(&home, region, &function, "config.amazonaws.com", None, account).await;
         if !allowed {
             let message = format!(
                 "AWS Config could not invoke function {function}: its resource policy does not allow config.amazonaws.com (add it with lambda add-permission)"
             );
             warn!("{message}");
-            self.evaluations.invoked(region, &rule_name, Some(("InsufficientPermissionsException".into(), message)));
+            let error = Some(("InsufficientPermissionsException".into(), message));
+            self.evaluations.invoked(account, region, &rule_name, error);
             return;
         }
-        let config = match self.function_config(region, &function).await {
+        let config = match self.function_config(&home, region, &function).await {
             Ok(config) => config,
             Err(_) => {
                 let message = format!("function {function} of rule {rule_name} does not exist");
-                self.evaluations.invoked(region, &rule_name, Some(("ResourceNotFoundException".into(), message)));
+                self.evaluations.invoked(
+                    account,
+                    region,
+                    &rule_name,
+                    Some(("ResourceNotFoundException".into(), message)),
+                );
                 return;
             }
         };
-        let token = self.evaluations.token(region, &rule_name);
-        let event = config::rule_event(rule, invoking, &token, role);
+        let token = self.evaluations.token(account, region, &rule_name);
+        let event = config::rule_event(account, rule, invoking, &token, role);
         match self.executor.invoke(&config, Bytes::from(event.to_string())).await {
             Ok(invocation) => match invocation.outcome {
-                Outcome::Response(_) => self.evaluations.invoked(region, &rule_name, None),
+                Outcome::Response(_) => self.evaluations.invoked(account, region, &rule_name, None),
                 Outcome::FunctionError { error_type, message, .. } => {
                     warn!("rule {rule_name}: function {function} failed: {error_type}: {message}");
-                    self.evaluations.invoked(region, &rule_name, Some((error_type, message)));
+                    self.evaluations.invoked(account, region, &rule_name, Some((error_type, message)));
                 }
             },
             Err(message) => {
                 warn!("rule {rule_name}: {message}");
-                self.evaluations.invoked(region, &rule_name, Some(("LocalExecutorError".into(), message)));
+                self.evaluations.invoked(account, region, &rule_name, Some(("LocalExecutorError".into(), message)));
             }
         }
     }
