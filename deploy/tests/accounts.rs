@@ -82,15 +82,17 @@ impl Classroom {
     }
 
     /// `deploy --profile <student> up` as a teacher runs it: a profile that assumes the role
-    /// in the student's account from the teacher's profile.
+    /// in the student's account from the teacher's profile, both pointing at the local AWS.
     async fn deploy_binary_up(&self, account: &str) {
         let config = self.dir.join("aws-config");
         let credentials = self.dir.join("aws-credentials");
         std::fs::write(
             &config,
             format!(
-                "[profile teacher]\nregion = {REGION}\n\n[profile student]\nrole_arn = {}\nsource_profile = teacher\nregion = {REGION}\n",
-                role(account)
+                "[profile teacher]\nregion = {REGION}\nendpoint_url = {endpoint}\n\n\
+                 [profile student]\nrole_arn = {}\nsource_profile = teacher\nregion = {REGION}\nendpoint_url = {endpoint}\n",
+                role(account),
+                endpoint = self.local.endpoint
             ),
         )
         .unwrap();
@@ -102,13 +104,13 @@ impl Classroom {
             .args(["--profile", "student", "--output", "json", "up", "--zip", &zip])
             .env("AWS_CONFIG_FILE", &config)
             .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
-            .env("AWS_ENDPOINT_URL", &self.local.endpoint)
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .kill_on_drop(true);
-        for name in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_REGION"] {
+        let inherited =
+            ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_REGION"];
+        for name in inherited.into_iter().chain(["AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL"]) {
             command.env_remove(name);
         }
-        command.env_remove("AWS_DEFAULT_REGION");
         let output = tokio::time::timeout(Duration::from_secs(120), command.output()).await.unwrap().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(output.status.success(), "deploy up in {account}: {stderr}");

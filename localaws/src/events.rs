@@ -172,6 +172,10 @@ mod tests {
             "detail": {"eventName": ["AuthorizeSecurityGroupIngress", "RevokeSecurityGroupIngress", "CreateSecurityGroup"]}
         });
         assert!(matches(&pattern, &event()));
+        assert_eq!(
+            (&event()["account"], &event()["detail"]["recipientAccountId"]),
+            (&json!("123456789012"), &json!("123456789012"))
+        );
         let mut other = event();
         other["detail"]["eventName"] = json!("RunInstances");
         assert!(!matches(&pattern, &other));
