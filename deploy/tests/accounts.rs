@@ -72,6 +72,7 @@ impl Classroom {
             names: Names::new(account, REGION, &NameOverrides::default()),
             clients: Clients::new(&sdk),
             fast_path: false,
+            function_policy: Default::default(),
         }
     }
 

@@ -294,7 +294,8 @@ async fn security_group_calls_reach_matching_eventbridge_rules_as_cloudtrail_eve
 
     // Without a permission for events.amazonaws.com nothing is invoked.
     authorize(22).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Until the event of that call has been delivered (or refused): no race with the grant below.
+    assert!(env.local.settle(Duration::from_secs(30)).await);
     assert_eq!(invocations().await, 0);
 
     lambda

@@ -267,13 +267,13 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
     }
 
     /// Evaluates groups read completely and, in remediate mode, changes the drifted ones to the
-    /// baseline: their rule ids are read in batches, the changes run a few groups at a time,
-    /// and the changed groups are read again in batches to verify them. Returns one result per
-    /// group, in order.
+    /// baseline — by rule id when `with_ids` holds their rule ids, else by permission — a few
+    /// groups at a time, then reads the changed groups again in batches to verify them.
+    /// Returns one result per group, in order.
     async fn enforce_all(
         &self,
         groups: Vec<GroupState>,
-        prefetched: Option<Result<RulesByGroup, AwsError>>,
+        with_ids: Option<Result<RulesByGroup, AwsError>>,
         required: &[Rule],
         parameters: &Parameters,
         outcome: &mut Outcome,
@@ -299,16 +299,15 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
             return Ok(results);
         }
 
-        // Re-read the drifted groups' rules with their ids so that each revoke names exactly
-        // the rules read.
+        // A single group is revoked by rule id (its ids were read with it). A sweep revokes by
+        // permission, from the page it read: the rules are atomic, so a permission names
+        // exactly one rule, and the verifying read catches anything missed. Reading the ids too
+        // would cost a call per 200 groups that scans the region's rules.
         let ids: Vec<String> = drifted.iter().map(|(_, g)| g.group_id.clone()).collect();
-        let read = match prefetched {
-            Some(read) => read,
-            None => self.ec2.ingress_rules_of(&ids).await,
-        };
-        let mut with_ids = match read {
-            Ok(read) => Some(read),
-            Err(err) if err.kind == ErrorKind::AccessDenied => {
+        let mut with_ids = match with_ids {
+            None => None,
+            Some(Ok(read)) => Some(read),
+            Some(Err(err)) if err.kind == ErrorKind::AccessDenied => {
                 warn!(
                     "{} is not allowed ({}); revoking by permission instead of by rule id",
                     err.iam_action(),
@@ -316,7 +315,7 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
                 );
                 None
             }
-            Err(err) => return Err(HandlerError::aws(&batch_name(&ids), err)),
+            Some(Err(err)) => return Err(HandlerError::aws(&batch_name(&ids), err)),
         };
         let mut work = Vec::new();
         for (index, group) in drifted {

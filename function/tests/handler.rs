@@ -282,10 +282,10 @@ async fn scheduled_sweep_pages_through_every_group_and_reports_in_batches_of_100
     assert_eq!(outcome.revoked.len(), 84);
     assert_eq!(outcome.authorized.len(), 84);
     let count = |op: &str| h.ec2().calls().iter().filter(|c| *c == op).count();
-    // 7 pages of 40; per page, one read of the drifted groups' rule ids and one verification
-    // read of the changed groups — not one per group.
+    // 7 pages of 40, and per page one verification read of the changed groups — not one per
+    // group; revokes go by permission, from the page, with no read of rule ids.
     assert_eq!(count("DescribeSecurityGroups"), 7 + 7);
-    assert_eq!(count("DescribeSecurityGroupRules"), 7);
+    assert_eq!(count("DescribeSecurityGroupRules"), 0);
     assert_eq!(count("RevokeSecurityGroupIngress"), 84);
     for i in 0..250 {
         assert_eq!(h.ec2().rules_of(&format!("sg-{i:017}")), ["tcp/443@0.0.0.0/0", "tcp/80@0.0.0.0/0"]);
@@ -378,17 +378,29 @@ async fn a_sweep_never_changes_a_group_it_could_not_read_completely() {
     let by_id: BTreeMap<&str, &EvaluationRecord> =
         outcome.evaluations.iter().map(|e| (e.compliance_resource_id.as_str(), e)).collect();
     assert_eq!(by_id.len(), 4, "{by_id:?}");
-    for unread in ["sg-00000000000000001", "sg-00000000000000002"] {
-        assert_eq!(by_id[unread].compliance_type, Compliance::NonCompliant);
-        assert!(by_id[unread].annotation.starts_with("Not changed: "), "{}", by_id[unread].annotation);
-        assert_eq!(h.ec2().rules_of(unread), ["tcp/22@0.0.0.0/0", "tcp/80@0.0.0.0/0"], "untouched");
-    }
+    let unread = "sg-00000000000000001";
+    assert_eq!(by_id[unread].compliance_type, Compliance::NonCompliant);
+    assert!(by_id[unread].annotation.starts_with("Not changed: "), "{}", by_id[unread].annotation);
+    assert_eq!(h.ec2().rules_of(unread), ["tcp/22@0.0.0.0/0", "tcp/80@0.0.0.0/0"], "untouched");
+    // A sweep revokes by permission from the page it read completely: no rule-id read to fail.
+    assert_eq!(h.ec2().rules_of("sg-00000000000000002"), ["tcp/443@0.0.0.0/0", "tcp/80@0.0.0.0/0"]);
     let gone = by_id["sg-00000000000000003"];
     assert_eq!(gone.compliance_type, Compliance::NotApplicable);
     assert_eq!(gone.annotation, "The security group sg-00000000000000003 no longer exists.");
     assert_eq!(h.ec2().rules_of("sg-00000000000000004"), ["tcp/443@0.0.0.0/0", "tcp/80@0.0.0.0/0"]);
     let changed: Vec<&str> = outcome.revoked.iter().map(|c| c.group_id.as_str()).collect();
-    assert_eq!(changed, ["sg-00000000000000004"]);
+    assert_eq!(changed, ["sg-00000000000000002", "sg-00000000000000004"]);
+}
+
+#[tokio::test]
+async fn a_change_event_whose_rule_ids_cannot_be_read_completely_changes_nothing() {
+    let mut ec2 = lab_ec2();
+    ec2.rules_unreadable.insert(LAB_GROUP.into());
+    let h = handler(ec2);
+    let outcome = h.handle(fixture!("change-notification.json")).await.unwrap();
+    assert_eq!(outcome.evaluations[0].compliance_type, Compliance::NonCompliant);
+    assert!(outcome.evaluations[0].annotation.starts_with("Not changed: "));
+    assert!(!h.ec2().calls().iter().any(|c| c.ends_with("Ingress")), "{:?}", h.ec2().calls());
 }
 
 #[tokio::test]
