@@ -417,8 +417,9 @@ def bench_one(args, ctx, results):
                         s["wall"].append(wall)
                         s["mb"].append(memory)
         # Profile: where a warm evaluation's time goes. The functions' AWS_ENDPOINT_URL is
-        # pointed at a timing proxy in front of the local AWS; per invocation, the latencies of
-        # its calls are summed and the rest of its REPORT duration is the function's own time.
+        # pointed at a timing proxy in front of the local AWS; per invocation, the time with at
+        # least one call outstanding (calls may overlap) is its API time and the rest of its
+        # REPORT duration is the function's own time.
         with TimingProxy(args.port) as proxy:
             for fn in ("rust", "python"):
                 aws.front.awslambda.update_function_configuration(
@@ -437,7 +438,8 @@ def bench_one(args, ctx, results):
                         if answer.get("FunctionError"):
                             raise Failure(f"{fn} failed on the {case} group behind the timing proxy")
                         duration, _, init = parse_report(base64.b64decode(answer["LogResult"]).decode())
-                        count, api, _ = proxy.summary()
+                        count, _, _ = proxy.summary()
+                        api = proxy.busy()
                         if i > 0:
                             s = samples.setdefault((fn, case, "profile"), {"api": [], "own": [], "calls": []})
                             s["api"].append(api * 1000)

@@ -145,6 +145,21 @@ class TimingProxy:
         with self.lock:
             self.records = []
 
+    def busy(self):
+        """Seconds during which at least one call was outstanding: the union of the calls'
+        intervals, which is what a caller that overlaps its calls waits for."""
+        with self.lock:
+            spans = sorted((start, start + latency) for _, start, latency, _ in self.records)
+        total, end = 0.0, None
+        for start, stop in spans:
+            if end is None or start > end:
+                total += stop - start
+                end = stop
+            elif stop > end:
+                total += stop - end
+                end = stop
+        return total
+
     def summary(self):
         """(calls, sum of latencies in seconds, {operation: (calls, seconds)})."""
         with self.lock:
