@@ -2,7 +2,7 @@
 //! (STS AssumeRole into any account id, as moto allows), the lab is deployed in each, and every
 //! account's groups, function, rule, compliance and events stay its own.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use aws_config::sts::AssumeRoleProvider;
@@ -15,26 +15,6 @@ use localaws::LocalAws;
 const REGION: &str = "us-west-2";
 const BASELINE: [&str; 2] = ["tcp/80@0.0.0.0/0", "tcp/443@0.0.0.0/0"];
 
-/// The function binary the workspace's tests build (`cargo test --workspace`), zipped.
-fn bootstrap_zip(dir: &Path) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bootstrap = exe.parent().and_then(|deps| deps.parent()).map(|d| d.join("bootstrap")).unwrap();
-    assert!(
-        bootstrap.is_file(),
-        "{} is missing: run the workspace's tests (cargo test --workspace)",
-        bootstrap.display()
-    );
-    let mut out = std::io::Cursor::new(Vec::new());
-    let mut writer = zip::ZipWriter::new(&mut out);
-    let options = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
-    writer.start_file("bootstrap", options).unwrap();
-    std::io::Write::write_all(&mut writer, &std::fs::read(&bootstrap).unwrap()).unwrap();
-    writer.finish().unwrap();
-    let path = dir.join("bootstrap.zip");
-    std::fs::write(&path, out.into_inner()).unwrap();
-    path
-}
-
 struct Classroom {
     local: LocalAws,
     dir: PathBuf,
@@ -46,7 +26,7 @@ async fn classroom(name: &str) -> Classroom {
     let dir = std::env::temp_dir().join(format!("local-aws-accounts-{name}-{}", std::process::id()));
     let options = localaws::Options { port: 0, moto: deploy::local::moto_program(), data_dir: dir.clone() };
     let local = localaws::start(options).await.unwrap();
-    let zip = bootstrap_zip(&dir);
+    let zip = testkit::bootstrap_zip(&dir);
     // The teacher: test credentials, moto's default account.
     let teacher = testkit::sdk_config(&local.endpoint).await;
     Classroom { local, dir, zip, teacher }

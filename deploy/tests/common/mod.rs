@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -17,25 +17,7 @@ use deploy::lab::Lab;
 use localaws::LocalAws;
 use serde_json::{json, Value};
 
-/// The function binary the workspace build made (`cargo test --workspace`), zipped.
-pub fn bootstrap_zip(dir: &Path) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bootstrap = exe.parent().and_then(|deps| deps.parent()).map(|d| d.join("bootstrap")).unwrap();
-    assert!(
-        bootstrap.is_file(),
-        "{} is missing: run the workspace's tests (cargo test --workspace)",
-        bootstrap.display()
-    );
-    let mut out = std::io::Cursor::new(Vec::new());
-    let mut writer = zip::ZipWriter::new(&mut out);
-    let options = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
-    writer.start_file("bootstrap", options).unwrap();
-    std::io::Write::write_all(&mut writer, &std::fs::read(&bootstrap).unwrap()).unwrap();
-    writer.finish().unwrap();
-    let path = dir.join("bootstrap.zip");
-    std::fs::write(&path, out.into_inner()).unwrap();
-    path
-}
+pub use testkit::bootstrap_zip;
 
 /// A local AWS on a free port, on a runtime of its own so that a test can block on child
 /// processes while the front keeps serving; a lab connected to it; the function zip.
