@@ -1,6 +1,8 @@
 //! `up`, `down`, `status` and `lab open-ports` with the real SDK against a moto server started
 //! per test, behind a proxy that records every call.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
@@ -88,30 +90,6 @@ async fn function_inline_policy(lab: &Lab) -> Value {
         .await
         .unwrap();
     policy(inline.policy_document())
-}
-
-/// Whether anything the lab creates still exists.
-async fn leftovers(lab: &Lab) -> Vec<String> {
-    let c = &lab.clients;
-    let mut left = Vec::new();
-    if c.s3.head_bucket().bucket(&lab.names.bucket).send().await.is_ok() {
-        left.push(format!("bucket {}", lab.names.bucket));
-    }
-    for role in [&lab.names.config_role, &lab.names.function_role] {
-        if c.iam.get_role().role_name(role).send().await.is_ok() {
-            left.push(format!("role {role}"));
-        }
-    }
-    if c.lambda.get_function().function_name(&lab.names.function).send().await.is_ok() {
-        left.push("function".into());
-    }
-    let rules = c.config.describe_config_rules().send().await.unwrap();
-    left.extend(rules.config_rules().iter().map(|r| format!("rule {}", r.config_rule_name().unwrap())));
-    let recorders = c.config.describe_configuration_recorders().send().await.unwrap();
-    left.extend(recorders.configuration_recorders().iter().map(|r| format!("recorder {}", r.name().unwrap())));
-    let channels = c.config.describe_delivery_channels().send().await.unwrap();
-    left.extend(channels.delivery_channels().iter().map(|r| format!("channel {}", r.name().unwrap())));
-    left
 }
 
 #[tokio::test]
@@ -325,7 +303,7 @@ async fn down_removes_everything_and_a_second_down_is_a_no_op() {
     assert!(report.failed().next().is_none(), "{report}");
     let emptied = report.steps.iter().find(|s| s.resource == "bucket").unwrap();
     assert_eq!(emptied.detail.as_deref(), Some("3 object versions removed"));
-    assert_eq!(leftovers(&env.lab).await, Vec::<String>::new());
+    assert_eq!(common::leftovers(&env.lab).await, Vec::<String>::new());
     let again = down(&env.lab, false).await;
     assert!(again.steps.iter().all(|s| s.action == Action::Absent), "{again}");
 }
@@ -344,7 +322,7 @@ async fn dry_runs_make_no_mutating_call() {
     let plan = down(&env.lab, true).await;
     assert!(plan.steps.iter().any(|s| s.action == Action::Delete), "{plan}");
     assert!(env.proxy.calls().iter().all(|c| !c.is_mutating()));
-    assert_eq!(leftovers(&env.lab).await.len(), 7);
+    assert_eq!(common::leftovers(&env.lab).await.len(), 7);
 }
 
 /// Runs the first `steps` of `up`, as an interrupted `up` would leave them.
@@ -374,12 +352,12 @@ async fn down_after_a_partial_up_leaves_nothing() {
         partial_up(&env.lab, &zip, steps).await;
         let report = down(&env.lab, false).await;
         assert!(report.failed().next().is_none(), "after {steps} steps: {report}");
-        assert_eq!(leftovers(&env.lab).await, Vec::<String>::new(), "after {steps} steps");
+        assert_eq!(common::leftovers(&env.lab).await, Vec::<String>::new(), "after {steps} steps");
         // And `up` from a partial state converges to the full lab.
         partial_up(&env.lab, &zip, steps).await;
         let report = env.up(&zip).await;
         assert_eq!(report.steps.len(), 9, "{report}");
-        assert_eq!(leftovers(&env.lab).await.len(), 7);
+        assert_eq!(common::leftovers(&env.lab).await.len(), 7);
     }
 }
 
@@ -415,7 +393,7 @@ async fn a_foreign_recorder_stops_up_before_any_change() {
     );
     assert!(report.steps.is_empty());
     assert!(env.proxy.calls().iter().all(|c| !c.is_mutating()), "{:?}", env.proxy.calls());
-    assert_eq!(leftovers(&env.lab).await, ["recorder corporate"]);
+    assert_eq!(common::leftovers(&env.lab).await, ["recorder corporate"]);
 }
 
 #[tokio::test]
@@ -432,7 +410,7 @@ async fn use_existing_recorder_leaves_it_through_up_and_down() {
     assert!(report.failed().next().is_none(), "{report}");
     let after = env.lab.clients.config.describe_configuration_recorders().send().await.unwrap();
     assert_eq!(before.configuration_recorders(), after.configuration_recorders());
-    assert_eq!(leftovers(&env.lab).await, ["recorder corporate"]);
+    assert_eq!(common::leftovers(&env.lab).await, ["recorder corporate"]);
     assert!(env.lab.clients.iam.get_role().role_name("someone-elses-config-role").send().await.is_ok());
 }
 
@@ -450,11 +428,11 @@ async fn a_bucket_of_the_same_name_that_is_not_ours_stops_up_and_survives_down()
         message.contains("bucket config-bucket-123456789012 exists") && message.contains("--bucket-name"),
         "{message}"
     );
-    assert_eq!(leftovers(&env.lab).await, ["bucket config-bucket-123456789012"]);
+    assert_eq!(common::leftovers(&env.lab).await, ["bucket config-bucket-123456789012"]);
     let report = down(&env.lab, false).await;
     let bucket = report.steps.iter().find(|s| s.resource == "bucket").unwrap();
     assert_eq!(bucket.action, Action::Kept);
-    assert_eq!(leftovers(&env.lab).await, ["bucket config-bucket-123456789012"]);
+    assert_eq!(common::leftovers(&env.lab).await, ["bucket config-bucket-123456789012"]);
 }
 
 #[tokio::test]
