@@ -26,6 +26,11 @@ pub struct FakeEc2 {
     pub rules_unreadable: BTreeSet<String>,
     /// Groups deleted by someone else right after they were read.
     pub vanishing: BTreeSet<String>,
+    /// Groups that hold a rule the function cannot interpret once they were changed (someone
+    /// else's change landing between the function's change and its verifying read).
+    pub unreadable_once_changed: BTreeSet<String>,
+    /// Groups changed so far.
+    pub changed: Mutex<BTreeSet<String>>,
 }
 
 impl FakeEc2 {
@@ -115,7 +120,11 @@ impl FakeEc2 {
 
 impl FakeEc2 {
     pub fn mark_unreadable(&self, mut page: GroupPage) -> GroupPage {
-        let (unreadable, groups) = page.groups.into_iter().partition(|g| self.unreadable.contains(&g.group_id));
+        let changed = self.changed.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let (unreadable, groups) = page.groups.into_iter().partition(|g| {
+            self.unreadable.contains(&g.group_id)
+                || (self.unreadable_once_changed.contains(&g.group_id) && changed.contains(&g.group_id))
+        });
         page.groups = groups;
         page.unreadable = unreadable
             .into_iter()
@@ -165,6 +174,7 @@ impl Ec2 for FakeEc2 {
 
     async fn revoke(&self, group_id: &str, rules: &[ObservedRule]) -> Result<(), AwsError> {
         self.call("RevokeSecurityGroupIngress")?;
+        self.changed.lock().unwrap_or_else(PoisonError::into_inner).insert(group_id.to_owned());
         let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
         if self.vanishing.contains(group_id) {
             groups.remove(group_id);
@@ -182,6 +192,7 @@ impl Ec2 for FakeEc2 {
 
     async fn authorize(&self, group_id: &str, rules: &[Rule]) -> Result<(), AwsError> {
         self.call("AuthorizeSecurityGroupIngress")?;
+        self.changed.lock().unwrap_or_else(PoisonError::into_inner).insert(group_id.to_owned());
         for rule in rules {
             let id = self.new_id();
             let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);

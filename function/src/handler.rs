@@ -400,10 +400,18 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
                 return Ok(results);
             }
         };
+        let mut unverified: BTreeMap<String, AwsError> = after.unreadable.into_iter().collect();
         let mut after: BTreeMap<String, GroupState> =
             after.groups.into_iter().map(|g| (g.group_id.clone(), g)).collect();
         for (index, id) in changed {
             match after.remove(&id) {
+                // Changed, then read back with a rule this function cannot interpret.
+                None if unverified.contains_key(&id) => {
+                    let message = unverified.remove(&id).map(|e| e.message).unwrap_or_default();
+                    warn!("{id} could not be verified: {message}");
+                    results[index].1 = Compliance::NonCompliant;
+                    results[index].2 = truncate(format!("Not verified: {message}"));
+                }
                 None => {
                     results[index].1 = Compliance::NotApplicable;
                     results[index].2 = gone(&id);

@@ -438,3 +438,14 @@ async fn a_rule_the_baseline_requires_is_never_revoked() {
     assert!(revoked.iter().all(|r| *r != "tcp/80@0.0.0.0/0" && *r != "tcp/443@0.0.0.0/0"), "{revoked:?}");
     assert_eq!(h.ec2().rules_of(LAB_GROUP), ["tcp/443@0.0.0.0/0", "tcp/80@0.0.0.0/0"]);
 }
+
+#[tokio::test]
+async fn a_changed_group_that_reads_back_unreadable_is_not_verified_rather_than_gone() {
+    let mut ec2 = lab_ec2();
+    ec2.unreadable_once_changed.insert(LAB_GROUP.into());
+    let h = handler(ec2);
+    let outcome = h.handle(fixture!("change-notification.json")).await.unwrap();
+    let e = &outcome.evaluations[0];
+    assert_eq!(e.compliance_type, Compliance::NonCompliant);
+    assert!(e.annotation.starts_with("Not verified: "), "{}", e.annotation);
+}
