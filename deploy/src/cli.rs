@@ -188,6 +188,11 @@ pub enum LocalCommand {
         /// (also on a running local AWS; see the README)
         #[arg(long, value_name = "JSON", env = "SG_LAB_FAULTS")]
         faults: Option<String>,
+        /// The AWS behaviours it reproduces on top of moto: `aws` (all, with short windows),
+        /// `off` (moto as is), or JSON such as '{"ruleDeletingMs":60000}' (see localaws's
+        /// behaviours module); also changes a running local AWS
+        #[arg(long, value_name = "aws|off|JSON", env = "SG_LAB_AWS_LIKE")]
+        aws_like: Option<String>,
     },
     /// Is it running; calls per operation so far
     Status {
@@ -206,5 +211,7 @@ pub enum LocalCommand {
         port: u16,
         #[arg(long, value_name = "JSON", env = "SG_LAB_FAULTS")]
         faults: Option<String>,
+        #[arg(long, value_name = "aws|off|JSON", env = "SG_LAB_AWS_LIKE")]
+        aws_like: Option<String>,
     },
 }

@@ -74,6 +74,27 @@ pub fn set_faults(port: u16, spec: &str) -> Result<serde_json::Value> {
     }
 }
 
+/// Sets the AWS behaviours the local AWS on `port` reproduces (`aws`, `off` or JSON; see
+/// `localaws::behaviours`).
+pub fn set_behaviours(port: u16, spec: &str) -> Result<serde_json::Value> {
+    localaws::behaviours::Behaviours::parse(spec).map_err(Error::Usage)?;
+    match exchange(port, "POST", "/_sg-lab/behaviours", spec) {
+        Some((200, body)) => {
+            serde_json::from_str(&body).map_err(|e| Error::Failed(format!("the local AWS answered: {e}")))
+        }
+        Some((_, body)) => {
+            let answer: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            Err(Error::Usage(answer["error"].as_str().unwrap_or(&body).to_owned()))
+        }
+        None => Err(Error::Failed(format!("the local AWS on port {port} did not answer"))),
+    }
+}
+
+/// The AWS behaviours the local AWS on `port` reproduces.
+pub fn behaviours(port: u16) -> Option<localaws::behaviours::Behaviours> {
+    request(port, "GET", "/_sg-lab/behaviours").and_then(|b| serde_json::from_str(&b).ok())
+}
+
 /// The faults injected so far by the local AWS on `port`.
 pub fn faults(port: u16) -> Option<serde_json::Value> {
     request(port, "GET", "/_sg-lab/faults").and_then(|b| serde_json::from_str(&b).ok())
@@ -131,6 +152,16 @@ pub fn ensure_running(port: u16) -> Result<String> {
     )))
 }
 
+/// The behaviours that are on, in one line.
+pub fn describe_behaviours(behaviours: &localaws::behaviours::Behaviours) -> String {
+    let on = behaviours.describe();
+    if on.is_empty() {
+        "none (moto as is)".to_owned()
+    } else {
+        on.join("; ")
+    }
+}
+
 /// Asks the local AWS on `port` to stop and waits (bounded) until it has.
 pub fn stop(port: u16) -> Result<bool> {
     if health(port).is_none() {
@@ -148,9 +179,14 @@ pub fn stop(port: u16) -> Result<bool> {
 }
 
 /// Runs the local AWS in the foreground until Ctrl-C, SIGTERM or `deploy local stop`.
-pub async fn serve(port: u16, faults: Option<&str>) -> Result<()> {
+///
+/// It reproduces the AWS behaviours of `aws_like` (`aws` when not given: the lab on this machine
+/// meets what it will meet on AWS).
+pub async fn serve(port: u16, faults: Option<&str>, aws_like: Option<&str>) -> Result<()> {
     let faults = faults.map(localaws::faults::FaultSpec::parse).transpose().map_err(Error::Usage)?;
-    let options = localaws::Options { port, moto: moto_program(), data_dir: home().join("local") };
+    let behaviours = localaws::behaviours::Behaviours::parse(aws_like.unwrap_or("aws")).map_err(Error::Usage)?;
+    println!("AWS behaviours: {}", describe_behaviours(&behaviours));
+    let options = localaws::Options { port, moto: moto_program(), data_dir: home().join("local"), behaviours };
     let local = localaws::start(options).await.map_err(Error::Usage)?;
     println!("local AWS on {} (backend {})", local.endpoint, local.backend);
     if let Some(spec) = faults {

@@ -108,12 +108,18 @@ async fn fan_out(global: &Global, command: &Command, targets: Vec<Target>) -> Re
 
 async fn local(command: &LocalCommand, output: Output) -> Result<ExitCode> {
     match command {
-        LocalCommand::Start { port, faults } => {
+        LocalCommand::Start { port, faults, aws_like } => {
             let endpoint = tokio::task::block_in_place(|| deploy::local::ensure_running(*port))?;
             println!("local AWS running on {endpoint}");
             if let Some(spec) = faults {
                 let answer = deploy::local::set_faults(*port, spec)?;
                 println!("injecting faults: {}", answer["spec"]);
+            }
+            if let Some(spec) = aws_like {
+                deploy::local::set_behaviours(*port, spec)?;
+            }
+            if let Some(behaviours) = deploy::local::behaviours(*port) {
+                println!("AWS behaviours: {}", deploy::local::describe_behaviours(&behaviours));
             }
             println!("export AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-west-2");
         }
@@ -121,10 +127,12 @@ async fn local(command: &LocalCommand, output: Output) -> Result<ExitCode> {
             Some(health) => {
                 let calls = deploy::local::calls(*port).unwrap_or_default();
                 let faults = deploy::local::faults(*port).unwrap_or_default();
+                let behaviours = deploy::local::behaviours(*port);
                 match output {
                     Output::Json => {
-                        let status =
-                            serde_json::json!({"running": true, "health": health, "calls": calls, "faults": faults});
+                        let status = serde_json::json!({
+                            "running": true, "health": health, "calls": calls, "faults": faults, "behaviours": behaviours,
+                        });
                         println!("{status}")
                     }
                     Output::Text => {
@@ -139,6 +147,9 @@ async fn local(command: &LocalCommand, output: Output) -> Result<ExitCode> {
                         if !faults["spec"].is_null() {
                             println!("faults {}: {} injected", faults["spec"], faults["total"]);
                         }
+                        if let Some(behaviours) = &behaviours {
+                            println!("AWS behaviours: {}", deploy::local::describe_behaviours(behaviours));
+                        }
                     }
                 }
             }
@@ -151,7 +162,9 @@ async fn local(command: &LocalCommand, output: Output) -> Result<ExitCode> {
             let stopped = tokio::task::block_in_place(|| deploy::local::stop(*port))?;
             println!("{}", if stopped { "local AWS stopped" } else { "local AWS was not running" });
         }
-        LocalCommand::Serve { port, faults } => deploy::local::serve(*port, faults.as_deref()).await?,
+        LocalCommand::Serve { port, faults, aws_like } => {
+            deploy::local::serve(*port, faults.as_deref(), aws_like.as_deref()).await?
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

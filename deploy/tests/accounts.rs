@@ -24,7 +24,12 @@ struct Classroom {
 
 async fn classroom(name: &str) -> Classroom {
     let dir = std::env::temp_dir().join(format!("local-aws-accounts-{name}-{}", std::process::id()));
-    let options = localaws::Options { port: 0, moto: deploy::local::moto_program(), data_dir: dir.clone() };
+    let options = localaws::Options {
+        port: 0,
+        moto: deploy::local::moto_program(),
+        data_dir: dir.clone(),
+        behaviours: localaws::behaviours::Behaviours::aws_like(),
+    };
     let local = localaws::start(options).await.unwrap();
     let zip = testkit::bootstrap_zip(&dir);
     // The teacher: test credentials, moto's default account.

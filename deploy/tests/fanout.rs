@@ -34,7 +34,12 @@ impl Run {
 async fn class(name: &str) -> Class {
     let dir = std::env::temp_dir().join(format!("fanout-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let options = localaws::Options { port: 0, moto: deploy::local::moto_program(), data_dir: dir.join("local") };
+    let options = localaws::Options {
+        port: 0,
+        moto: deploy::local::moto_program(),
+        data_dir: dir.join("local"),
+        behaviours: localaws::behaviours::Behaviours::aws_like(),
+    };
     let local = localaws::start(options).await.unwrap();
     let zip = testkit::bootstrap_zip(&dir);
     // No profile of the developer's own leaks in.

@@ -20,7 +20,12 @@ struct Env {
 
 async fn env(name: &str) -> Env {
     let dir = std::env::temp_dir().join(format!("local-aws-test-{name}-{}", std::process::id()));
-    let options = localaws::Options { port: 0, moto: deploy::local::moto_program(), data_dir: dir.clone() };
+    let options = localaws::Options {
+        port: 0,
+        moto: deploy::local::moto_program(),
+        data_dir: dir.clone(),
+        behaviours: localaws::behaviours::Behaviours::aws_like(),
+    };
     let local = localaws::start(options).await.unwrap();
     let cli =
         Cli::parse_from(["deploy", "--local", "--region", "us-west-2", "--endpoint-url", &local.endpoint, "status"]);

@@ -10,6 +10,7 @@
 //! behalf of a request happens in that request's account.
 
 pub mod accounts;
+pub mod behaviours;
 pub mod config;
 pub mod events;
 pub mod faults;
@@ -30,6 +31,7 @@ use tokio::sync::{mpsc, Notify};
 use tracing::{info, warn};
 
 use crate::accounts::{AccountHeader, Accounts};
+use crate::behaviours::Behaviours;
 use crate::config::{log_error, Evaluations};
 use crate::faults::{Decision, FaultSpec, Faults, Protocol};
 use crate::http::{Forwarder, Request, Response};
@@ -47,6 +49,8 @@ pub struct Options {
     pub moto: String,
     /// Where function code is unpacked and moto's output is written.
     pub data_dir: PathBuf,
+    /// The AWS behaviours the front reproduces on top of moto ([`behaviours`]).
+    pub behaviours: Behaviours,
 }
 
 /// A running local AWS; dropping it stops moto.
@@ -78,6 +82,16 @@ impl LocalAws {
     /// The fault spec in force and the faults injected under it: `{"spec", "injected", "total"}`.
     pub fn faults(&self) -> Value {
         lock(&self.front.faults).report()
+    }
+
+    /// Reproduces these AWS behaviours from now on.
+    pub fn set_behaviours(&self, behaviours: Behaviours) {
+        *lock(&self.front.behaviours) = behaviours;
+    }
+
+    /// The AWS behaviours in force.
+    pub fn behaviours(&self) -> Behaviours {
+        self.front.behaviours()
     }
 
     /// Every evaluation the functions reported, oldest first.
@@ -133,6 +147,7 @@ struct Front {
     in_flight: std::sync::atomic::AtomicI64,
     calls: Mutex<BTreeMap<String, u64>>,
     faults: Mutex<Faults>,
+    behaviours: Mutex<Behaviours>,
     /// (account, region) whose default groups have their self-referencing rule.
     fixed_regions: Mutex<HashSet<(String, String)>>,
     /// The backend's clients per (account, region).
@@ -240,6 +255,7 @@ pub async fn start(options: Options) -> Result<LocalAws, String> {
         in_flight: Default::default(),
         calls: Default::default(),
         faults: Default::default(),
+        behaviours: Mutex::new(options.behaviours.clone()),
         fixed_regions: Default::default(),
         clients: Default::default(),
         shutdown: Notify::new(),
@@ -272,6 +288,11 @@ async fn wait_for(forwarder: &Forwarder, timeout: Duration) -> bool {
 }
 
 impl Front {
+    /// The AWS behaviours in force (a copy: they may change between requests).
+    fn behaviours(&self) -> Behaviours {
+        lock(&self.behaviours).clone()
+    }
+
     fn count(&self, operation: String) {
         *lock(&self.calls).entry(operation).or_default() += 1;
     }
@@ -453,12 +474,25 @@ impl Front {
                 faults.set(None);
                 http::json(200, &report)
             }
+            ("GET", "behaviours") => http::json(200, &json!(self.behaviours())),
+            ("POST", "behaviours") => match Behaviours::parse(&String::from_utf8_lossy(&request.body)) {
+                Ok(behaviours) => {
+                    info!("AWS behaviours: {}", behaviours.describe().join("; "));
+                    *lock(&self.behaviours) = behaviours.clone();
+                    http::json(200, &json!(behaviours))
+                }
+                Err(message) => http::json(400, &json!({"error": message})),
+            },
             ("GET", "evaluations") => http::json(200, &json!(self.evaluations.history())),
             ("POST", "shutdown") => {
                 self.shutdown.notify_waiters();
                 http::json(200, &json!({"status": "stopping"}))
             }
-            _ => http::response(404, "text/plain", "unknown admin path: health, calls, faults, evaluations, shutdown"),
+            _ => http::response(
+                404,
+                "text/plain",
+                "unknown admin path: health, calls, faults, behaviours, evaluations, shutdown",
+            ),
         }
     }
 

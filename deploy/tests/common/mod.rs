@@ -46,7 +46,12 @@ impl Local {
         let dir = std::env::temp_dir().join(format!("sg-lab-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let options = localaws::Options { port: 0, moto: deploy::local::moto_program(), data_dir: dir.clone() };
+        let options = localaws::Options {
+            port: 0,
+            moto: deploy::local::moto_program(),
+            data_dir: dir.clone(),
+            behaviours: localaws::behaviours::Behaviours::aws_like(),
+        };
         let local = rt.block_on(localaws::start(options)).unwrap();
         let lab = rt.block_on(connect(&local.endpoint));
         let zip = if real {
