@@ -185,10 +185,11 @@ pub fn stop(port: u16) -> Result<bool> {
 pub async fn serve(port: u16, faults: Option<&str>, aws_like: Option<&str>) -> Result<()> {
     let faults = faults.map(localaws::faults::FaultSpec::parse).transpose().map_err(Error::Usage)?;
     let behaviours = localaws::behaviours::Behaviours::parse(aws_like.unwrap_or("aws")).map_err(Error::Usage)?;
-    println!("AWS behaviours: {}", describe_behaviours(&behaviours));
+    let described = describe_behaviours(&behaviours);
     let options = localaws::Options { port, moto: moto_program(), data_dir: home().join("local"), behaviours };
     let local = localaws::start(options).await.map_err(Error::Usage)?;
     println!("local AWS on {} (backend {})", local.endpoint, local.backend);
+    println!("AWS behaviours: {described}");
     if let Some(spec) = faults {
         println!("injecting faults: {}", serde_json::to_string(&spec).unwrap_or_default());
         local.set_faults(Some(spec));

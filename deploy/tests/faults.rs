@@ -165,25 +165,32 @@ fn a_call_that_keeps_failing_surfaces_within_the_retry_bound() {
     );
 }
 
-/// `deploy local serve --faults JSON` starts with the spec in force; a bad spec exits 2 before
-/// anything starts.
+/// `deploy local serve --faults JSON` starts with the spec in force, and with the AWS behaviours
+/// of `SG_LAB_AWS_LIKE`, which `local status` shows; a bad spec of either exits 2 before anything
+/// starts.
 #[test]
 fn local_serve_takes_a_fault_spec_and_refuses_a_bad_one() {
     let home = std::env::temp_dir().join(format!("sg-lab-serve-faults-{}", std::process::id()));
     std::fs::create_dir_all(&home).unwrap();
     let deploy = || {
         let mut command = Command::new(env!("CARGO_BIN_EXE_deploy"));
-        command.env("SG_LAB_HOME", &home).env_remove("SG_LAB_FAULTS");
+        command.env("SG_LAB_HOME", &home).env_remove("SG_LAB_FAULTS").env_remove("SG_LAB_AWS_LIKE");
         command
     };
     let bad = deploy().args(["local", "serve", "--port", "0", "--faults", r#"{"rate":2,"kind":"throttle"}"#]).output();
     let bad = bad.unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("is not between 0 and 1"), "{bad:?}");
+    let bad = deploy().args(["local", "serve", "--port", "0", "--aws-like", r#"{"ruleDeleting":1}"#]).output();
+    let bad = bad.unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("bad AWS behaviours spec") && stderr.contains("ruleDeleting"), "{stderr}");
 
     let mut serve = deploy()
         .args(["local", "serve", "--port", "0"])
         .env("SG_LAB_FAULTS", r#"{"seed":3,"rate":0.5,"kind":"5xx"}"#)
+        .env("SG_LAB_AWS_LIKE", r#"{"ruleDeletingMs":2500}"#)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -206,5 +213,7 @@ fn local_serve_takes_a_fault_spec_and_refuses_a_bad_one() {
     assert_eq!(status["faults"]["spec"]["rate"], 0.5, "{status}");
     assert_eq!(status["faults"]["spec"]["kind"], "5xx", "{status}");
     assert_eq!(status["faults"]["total"], 0, "{status}");
+    assert_eq!(status["behaviours"]["ruleDeletingMs"], 2500, "{status}");
+    assert_eq!(status["behaviours"]["regionalBuckets"], false, "{status}");
     assert!(stopped.status.success());
 }
