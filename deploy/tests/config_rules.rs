@@ -103,6 +103,12 @@ fn status_shows_every_evaluated_group() {
     env.up();
     assert!(env.block_on(env.local.settle(std::time::Duration::from_secs(60))), "evaluations still running");
 
+    // Config pages by 10 unless asked for more: so does the local AWS.
+    let details = env.lab.clients.config.get_compliance_details_by_config_rule().config_rule_name(&env.lab.names.rule);
+    let first_page = env.block_on(details.send()).unwrap();
+    assert_eq!(first_page.evaluation_results().len(), 10);
+    assert!(first_page.next_token().is_some());
+
     let before = env.calls().get("config:GetComplianceDetailsByConfigRule").copied().unwrap_or(0);
     let run = env.deploy(&["status", "--output", "json"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
