@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use aws_smithy_types::DateTime;
 
-use crate::error::{Error, Result};
+use crate::error::{code_of, Error, Result};
 use crate::lab::Lab;
 use crate::retry::{retry, Backoff};
 use crate::status::Compliance;
@@ -15,14 +15,7 @@ pub const WAIT: Backoff = Backoff { attempts: 40, first: Duration::from_secs(1),
 
 pub async fn evaluate(lab: &Lab, wait: bool) -> Result<Option<Compliance>> {
     let name = &lab.names.rule;
-    let requested = DateTime::from(std::time::SystemTime::now());
-    lab.clients
-        .config
-        .start_config_rules_evaluation()
-        .config_rule_names(name)
-        .send()
-        .await
-        .map_err(|e| Error::aws(format!("starting an evaluation of Config rule {name}"), e))?;
+    let requested = start(lab).await?;
     tracing::info!("evaluation of {name} requested");
     if !wait {
         return Ok(None);
@@ -61,4 +54,39 @@ pub async fn evaluate(lab: &Lab, wait: bool) -> Result<Option<Compliance>> {
         _ => e,
     })?;
     Ok(Some(crate::status::status(lab).await?.compliance))
+}
+
+/// StartConfigRulesEvaluation, retried while Config answers LimitExceededException (an
+/// evaluation in progress — a rule just put is evaluated at once — or one started less than
+/// about a minute ago), bounded by [`Backoff::EVALUATION_LIMIT`]. Returns when the accepted
+/// request was made.
+async fn start(lab: &Lab) -> Result<DateTime> {
+    let name = &lab.names.rule;
+    let started = retry(
+        &format!("Config to accept another evaluation of {name} (it allows about one a minute per rule)"),
+        Backoff::EVALUATION_LIMIT,
+        |e: &Error| e.code() == Some("LimitExceededException"),
+        || async {
+            let requested = DateTime::from(std::time::SystemTime::now());
+            let what = format!("starting an evaluation of Config rule {name}");
+            match lab.clients.config.start_config_rules_evaluation().config_rule_names(name).send().await {
+                Ok(_) => Ok(requested),
+                Err(err) if code_of(&err) == Some("ResourceInUseException") => Err(Error::Failed(format!(
+                    "{what}: Config is deleting the rule (DELETING); run `up` to put it back, then `evaluate`"
+                ))),
+                Err(err) if code_of(&err) == Some("NoSuchConfigRuleException") => {
+                    Err(Error::Failed(format!("{what}: there is no such rule; run `up` first")))
+                }
+                Err(err) => Err(Error::aws(what, err)),
+            }
+        },
+    )
+    .await;
+    started.map_err(|e| match e.code() {
+        Some("LimitExceededException") => Error::Failed(format!(
+            "Config still refuses another evaluation of {name} after {:?} (LimitExceededException: an evaluation is in progress or was started less than a minute ago); try again in a few minutes",
+            Backoff::EVALUATION_LIMIT.bound()
+        )),
+        _ => e,
+    })
 }

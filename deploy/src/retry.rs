@@ -69,6 +69,22 @@ impl Backoff {
     /// IAM propagation: usually seconds, documented as up to a minute or so.
     pub const IAM: Backoff = Backoff { attempts: 12, first: Duration::from_millis(500), max: Duration::from_secs(8) };
 
+    /// A Config rule `DELETING` after DeleteConfigRule (AWS Config API reference,
+    /// DeleteConfigRule: the state lasts "until the deletion is complete", no bound given).
+    /// Seconds usually; the rule's evaluation results go with it, so a rule with many takes
+    /// longer. Five minutes, as the Terraform AWS provider waits for a deleted rule; polled every
+    /// 15 s at most.
+    pub const RULE_DELETING: Backoff =
+        Backoff { attempts: 24, first: Duration::from_secs(1), max: Duration::from_secs(15) };
+
+    /// StartConfigRulesEvaluation answers LimitExceededException while an evaluation of the rule
+    /// is in progress or when called again within about a minute (AWS Config API reference,
+    /// LimitExceededException); a new rule is evaluated at once, so `evaluate` right after `up`
+    /// meets it too. About two minutes: the minute, plus an evaluation of the lab's groups
+    /// still running at its end.
+    pub const EVALUATION_LIMIT: Backoff =
+        Backoff { attempts: 11, first: Duration::from_secs(2), max: Duration::from_secs(15) };
+
     /// The longest total wait of this policy.
     pub fn bound(&self) -> Duration {
         (0..self.attempts.saturating_sub(1)).map(|n| self.delay(n)).sum()
@@ -180,6 +196,14 @@ mod tests {
         let timeouts = sdk_timeout_config();
         assert_eq!(timeouts.operation_attempt_timeout(), Some(SDK_ATTEMPT_TIMEOUT));
         assert_eq!(timeouts.operation_timeout(), Some(SDK_OPERATION_TIMEOUT));
+    }
+
+    #[test]
+    fn the_config_waits_are_bounded() {
+        let deleting = Backoff::RULE_DELETING.bound();
+        assert!(deleting >= Duration::from_secs(240) && deleting <= Duration::from_secs(330), "{deleting:?}");
+        let evaluation = Backoff::EVALUATION_LIMIT.bound();
+        assert!(evaluation >= Duration::from_secs(100) && evaluation <= Duration::from_secs(140), "{evaluation:?}");
     }
 
     #[test]

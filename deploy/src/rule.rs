@@ -2,7 +2,9 @@
 //! configuration changes (including oversized ones), scoped to security groups, with
 //! `{"debug":"true"}`. It carries the lab's tag.
 
-use aws_sdk_config::types::{ConfigRule, EventSource, MessageType, Owner, Scope, Source, SourceDetail, Tag};
+use aws_sdk_config::types::{
+    ConfigRule, ConfigRuleState, EventSource, MessageType, Owner, Scope, Source, SourceDetail, Tag,
+};
 use tracing::info;
 
 use crate::error::{code_of, Error, Result};
@@ -15,6 +17,7 @@ const KIND: &str = "rule";
 pub const MESSAGE_TYPES: [&str; 2] =
     ["ConfigurationItemChangeNotification", "OversizedConfigurationItemChangeNotification"];
 
+/// The rule as DescribeConfigRules shows it, in whatever state (a rule being deleted included).
 pub async fn find(lab: &Lab) -> Result<Option<ConfigRule>> {
     let name = &lab.names.rule;
     match lab.clients.config.describe_config_rules().config_rule_names(name).send().await {
@@ -22,6 +25,45 @@ pub async fn find(lab: &Lab) -> Result<Option<ConfigRule>> {
         Err(err) if code_of(&err) == Some("NoSuchConfigRuleException") => Ok(None),
         Err(err) => Err(Error::aws(format!("reading Config rule {name}"), err)),
     }
+}
+
+/// Config deletes a rule asynchronously: after DeleteConfigRule it stays `DELETING` for a while
+/// (seconds to minutes), and PutConfigRule or DeleteConfigRule on it answer
+/// ResourceInUseException (AWS Config API reference, DeleteConfigRule). Such a rule counts as
+/// gone: `down` has nothing left to do, `up` waits for it to disappear, and whose it was does not
+/// matter any more (its tags may already be gone).
+pub fn is_deleting(rule: &ConfigRule) -> bool {
+    rule.config_rule_state() == Some(&ConfigRuleState::Deleting)
+}
+
+/// Finds the rule; one Config is deleting is waited for until it is gone (bounded by
+/// [`Backoff::RULE_DELETING`]), so what comes back is absent or a rule that can be changed.
+pub async fn find_settled(lab: &Lab) -> Result<Option<ConfigRule>> {
+    let name = &lab.names.rule;
+    let still_deleting = || Error::Aws {
+        what: format!("waiting for Config to finish deleting rule {name}"),
+        code: Some("RuleDeleting".into()),
+        message: "the rule is still DELETING".into(),
+    };
+    retry(
+        &format!("Config to finish deleting rule {name} (DELETING after the last `down`)"),
+        Backoff::RULE_DELETING,
+        |e: &Error| e.code() == Some("RuleDeleting"),
+        || async {
+            match find(lab).await? {
+                Some(rule) if is_deleting(&rule) => Err(still_deleting()),
+                found => Ok(found),
+            }
+        },
+    )
+    .await
+    .map_err(|e| match e.code() {
+        Some("RuleDeleting") => Error::Failed(format!(
+            "Config rule {name} is still being deleted (DELETING) after {:?}; run `up` again in a few minutes",
+            Backoff::RULE_DELETING.bound()
+        )),
+        _ => e,
+    })
 }
 
 /// A rule is the lab's when it carries the lab's tag, or when its source is the lab's own
@@ -108,7 +150,8 @@ fn differences(current: &ConfigRule, desired: &ConfigRule) -> Vec<&'static str> 
 pub async fn ensure(lab: &Lab, dry_run: bool) -> Result<Step> {
     let name = &lab.names.rule;
     let desired = desired(lab)?;
-    let action = match find(lab).await? {
+    let found = if dry_run { find(lab).await?.filter(|r| !is_deleting(r)) } else { find_settled(lab).await? };
+    let action = match found {
         None => Action::Create,
         Some(current) => {
             if !is_ours(lab, &current).await? {
@@ -129,10 +172,13 @@ pub async fn ensure(lab: &Lab, dry_run: bool) -> Result<Step> {
     }
     info!("putting Config rule {name}");
     let tag = Tag::builder().key(OWNER_TAG).value(OWNER_VALUE).build();
+    // InsufficientPermissionsException: the invoke permission has not propagated yet.
+    // ResourceInUseException: a rule of this name became DELETING since it was read (a `down`
+    // running at the same time); it is gone within the same kind of bound.
     retry(
-        &format!("Config to be allowed to invoke function {}", lab.names.function),
+        &format!("Config to be allowed to invoke function {} (or to finish deleting rule {name})", lab.names.function),
         Backoff::IAM,
-        |e: &Error| e.code() == Some("InsufficientPermissionsException"),
+        |e: &Error| matches!(e.code(), Some("InsufficientPermissionsException" | "ResourceInUseException")),
         || async {
             lab.clients
                 .config
@@ -148,21 +194,36 @@ pub async fn ensure(lab: &Lab, dry_run: bool) -> Result<Step> {
     Ok(Step::new(KIND, name, action))
 }
 
+const BEING_DELETED: &str = "being deleted by Config (DELETING); it disappears on its own";
+
+/// Deletes the rule. Config finishes the deletion on its own: a rule already DELETING (the
+/// last `down`'s, or a `down` running at the same time) counts as deleted.
 pub async fn delete(lab: &Lab, dry_run: bool) -> Result<Step> {
     let name = &lab.names.rule;
     let Some(current) = find(lab).await? else { return Ok(Step::new(KIND, name, Action::Absent)) };
+    if is_deleting(&current) {
+        info!("Config rule {name} is already being deleted");
+        return Ok(Step::new(KIND, name, Action::Absent).detail(BEING_DELETED));
+    }
     if !is_ours(lab, &current).await? {
         return Ok(Step::new(KIND, name, Action::Kept).detail(format!("not tagged {OWNER_TAG}={OWNER_VALUE}")));
     }
     if !dry_run {
         info!("deleting Config rule {name}");
-        lab.clients
-            .config
-            .delete_config_rule()
-            .config_rule_name(name)
-            .send()
-            .await
-            .map_err(|e| Error::aws(format!("deleting Config rule {name}"), e))?;
+        let deleted = lab.clients.config.delete_config_rule().config_rule_name(name).send().await;
+        match deleted {
+            Ok(_) => {}
+            // Became DELETING since it was read; the other causes (a remediation action on
+            // the rule, evaluation results being deleted) leave it ACTIVE and stay errors.
+            Err(err) if code_of(&err) == Some("ResourceInUseException") => match find(lab).await? {
+                None => return Ok(Step::new(KIND, name, Action::Absent)),
+                Some(rule) if is_deleting(&rule) => {
+                    return Ok(Step::new(KIND, name, Action::Absent).detail(BEING_DELETED))
+                }
+                Some(_) => return Err(Error::aws(format!("deleting Config rule {name}"), err)),
+            },
+            Err(err) => return Err(Error::aws(format!("deleting Config rule {name}"), err)),
+        }
     }
     Ok(Step::new(KIND, name, Action::Delete))
 }

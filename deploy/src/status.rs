@@ -116,7 +116,11 @@ pub async fn status(lab: &Lab) -> Result<Status> {
         state: r.config_rule_state().map(|s| s.as_str().to_owned()),
         arn: r.config_rule_arn().map(str::to_owned),
     });
-    let compliance = if found.is_some() { compliance(lab).await } else { Compliance::default() };
+    // A rule Config is deleting has no results worth reading (they go with it).
+    let compliance = match &found {
+        Some(r) if !rule::is_deleting(r) => compliance(lab).await,
+        _ => Compliance::default(),
+    };
     Ok(Status {
         account: lab.account.clone(),
         region: lab.region.clone(),
@@ -149,16 +153,24 @@ async fn fast_path(lab: &Lab) -> Result<Option<FastPathStatus>> {
     Ok((trail_logging.is_some() || rule_state.is_some()).then_some(FastPathStatus { trail_logging, rule_state }))
 }
 
-/// Per-group compliance; an endpoint that cannot answer (the local AWS) is reported, not fatal.
+/// Results per page: Config's maximum (API reference, GetComplianceDetailsByConfigRule: "The
+/// default is 10. You cannot specify a number greater than 100").
+pub const COMPLIANCE_PAGE: i32 = 100;
+/// Pages read at most: 10,000 groups, far more than a region holds by default (2,500).
+const COMPLIANCE_PAGES: usize = 100;
+
+/// Per-group compliance, every page of it; an endpoint that cannot answer (the local AWS) is
+/// reported, not fatal.
 async fn compliance(lab: &Lab) -> Compliance {
     let mut results = Vec::new();
     let mut token = None;
-    for _ in 0..100 {
+    for _ in 0..COMPLIANCE_PAGES {
         let out = lab
             .clients
             .config
             .get_compliance_details_by_config_rule()
             .config_rule_name(&lab.names.rule)
+            .limit(COMPLIANCE_PAGE)
             .set_next_token(token.take())
             .send()
             .await;
@@ -188,10 +200,16 @@ async fn compliance(lab: &Lab) -> Compliance {
         }
         token = out.next_token().filter(|t| !t.is_empty()).map(str::to_owned);
         if token.is_none() {
-            break;
+            return Compliance { unavailable: None, results };
         }
     }
-    Compliance { unavailable: None, results }
+    let shown = results.len();
+    Compliance {
+        unavailable: Some(format!(
+            "more than {shown} evaluated resources; the first {shown} are shown (use the Config console or `aws configservice get-compliance-details-by-config-rule` for all)"
+        )),
+        results,
+    }
 }
 
 /// The default VPC's default security group id, if there is a default VPC.
@@ -249,6 +267,11 @@ impl fmt::Display for Status {
             None => writeln!(f, "delivery channel  none")?,
         }
         match &self.rule {
+            Some(r) if r.state.as_deref() == Some("DELETING") => writeln!(
+                f,
+                "rule              {} — DELETING (Config is deleting it; `up` waits until it is gone, then puts it back)",
+                r.name
+            )?,
             Some(r) => writeln!(f, "rule              {} — {}", r.name, r.state.as_deref().unwrap_or("unknown state"))?,
             None => writeln!(f, "rule              none")?,
         }
@@ -261,7 +284,7 @@ impl fmt::Display for Status {
         }
         if let Some(why) = &self.compliance.unavailable {
             writeln!(f, "compliance        unavailable: {why}")?;
-        } else if self.rule.is_some() {
+        } else if self.rule.as_ref().is_some_and(|r| r.state.as_deref() != Some("DELETING")) {
             writeln!(f, "compliance")?;
             if self.compliance.results.is_empty() {
                 writeln!(f, "  no evaluations yet")?;

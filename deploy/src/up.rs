@@ -70,7 +70,8 @@ async fn preflight(lab: &Lab, use_existing: bool) -> Result<Mode> {
     if function == function::Ownership::Foreign {
         return Err(function::conflict(lab));
     }
-    if let Some(existing) = rule {
+    // A rule Config is deleting is no one's any more: `rule::ensure` waits for it to go.
+    if let Some(existing) = rule.filter(|r| !rule::is_deleting(r)) {
         if !rule::is_ours(lab, &existing).await? {
             return Err(rule::conflict(lab));
         }

@@ -28,15 +28,24 @@ pub struct Behaviours {
     /// Config Developer Guide, "Permissions for the Amazon S3 bucket" (deliveries are
     /// asynchronous); CloudTrail User Guide, "Finding your log files" (delivery every ~5 min).
     pub late_delivery_ms: u64,
-    /// DeleteConfigRule is asynchronous: the rule stays `DELETING` this long; PutConfigRule,
-    /// DeleteConfigRule and StartConfigRulesEvaluation on it answer `ResourceInUseException`.
-    /// AWS Config API reference, DeleteConfigRule ("ResourceInUseException … deleting").
+    /// DeleteConfigRule is asynchronous: the rule stays `DELETING` this long (DescribeConfigRules
+    /// shows it so); PutConfigRule, DeleteConfigRule and StartConfigRulesEvaluation on it answer
+    /// 400 `ResourceInUseException`, and its evaluations stop. AWS Config API reference,
+    /// DeleteConfigRule ("AWS Config sets the state of a rule to DELETING until the deletion is
+    /// complete … If you make a PutConfigRule or DeleteConfigRule request for the rule, you will
+    /// receive a ResourceInUseException") and ConfigRule.ConfigRuleState. moto deletes at once;
+    /// the front keeps the rule ([`crate::config`], `Evaluations::delete_rule`).
     pub rule_deleting_ms: u64,
-    /// StartConfigRulesEvaluation answers `LimitExceededException` when called again for a rule
-    /// within this long (AWS: "about once a minute"; API reference, StartConfigRulesEvaluation).
+    /// StartConfigRulesEvaluation answers 400 `LimitExceededException` when called for a rule
+    /// within this long of its last evaluation's start (a PutConfigRule starts one too). AWS
+    /// Config API reference, LimitExceededException: "thrown if an evaluation is in progress or
+    /// if you call the StartConfigRulesEvaluation API more than once per minute"
+    /// ([`crate::config`], `Evaluations::start_evaluation`).
     pub evaluation_interval_ms: u64,
-    /// GetComplianceDetailsByConfigRule pages its answer with `Limit` (default 10, maximum 100)
-    /// and `NextToken`, as AWS does (API reference, GetComplianceDetailsByConfigRule).
+    /// GetComplianceDetailsByConfigRule pages its answer with `Limit` (default 10, 0 meaning the
+    /// default, maximum 100; out of range: `ValidationException`) and `NextToken` (one it did
+    /// not give: `InvalidNextTokenException`), as AWS does (API reference,
+    /// GetComplianceDetailsByConfigRule). Off: every result in one answer, as moto would.
     pub compliance_paging: bool,
     /// EC2 reads lag writes: for this long after a change to a group's rules,
     /// DescribeSecurityGroups (and DescribeSecurityGroupRules) show the group as it was before

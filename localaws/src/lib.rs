@@ -504,6 +504,10 @@ impl Front {
                     .as_array()
                     .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
                     .unwrap_or_default();
+                let names: Vec<&str> = rules.iter().map(String::as_str).collect();
+                if let Some(refused) = self.evaluations.in_use(account, region, &names) {
+                    return refused;
+                }
                 let backend = self.backend(account, region);
                 for rule in &rules {
                     let found = backend.config.describe_config_rules().config_rule_names(rule).send().await;
@@ -511,14 +515,24 @@ impl Front {
                         return http::json_error(400, "NoSuchConfigRuleException", &format!("The ConfigRule '{rule}' provided in the request is invalid. Please check the configRule name."));
                     }
                 }
+                let interval = Behaviours::window(self.behaviours().evaluation_interval_ms);
+                if let Some(refused) = self.evaluations.start_evaluation(account, region, &rules, interval) {
+                    return refused;
+                }
                 self.trigger(Trigger::EvaluateRules { account: account.to_owned(), region: region.to_owned(), rules });
                 http::json(200, &json!({}))
             }
             "PutConfigRule" => {
+                let name = body["ConfigRule"]["ConfigRuleName"].as_str().unwrap_or_default();
+                if let Some(refused) = self.evaluations.in_use(account, region, &[name]) {
+                    return refused;
+                }
                 let answer = self.forwarder.forward(request).await;
                 if answer.status() == 200 {
                     if let Some(rule) = body["ConfigRule"]["ConfigRuleName"].as_str() {
                         self.evaluations.activated(account, region, rule);
+                        // Config evaluates a new or changed rule at once: it counts as started.
+                        self.evaluations.start_evaluation(account, region, &[rule.to_owned()], None);
                         self.trigger(Trigger::EvaluateRules {
                             account: account.to_owned(),
                             region: region.to_owned(),
@@ -529,15 +543,11 @@ impl Front {
                 answer
             }
             "DeleteConfigRule" => {
-                let answer = self.forwarder.forward(request).await;
-                if answer.status() == 200 {
-                    if let Some(rule) = body["ConfigRuleName"].as_str() {
-                        self.evaluations.forget_rule(account, region, rule);
-                    }
-                }
-                answer
+                let window = Behaviours::window(self.behaviours().rule_deleting_ms);
+                self.evaluations.delete_rule(&self.forwarder, account, region, request, window).await
             }
-            _ => match self.evaluations.handle(operation, account, region, request) {
+            "DescribeConfigRules" => self.evaluations.describe_rules(&self.forwarder, account, region, request).await,
+            _ => match self.evaluations.handle(operation, account, region, request, &self.behaviours()) {
                 Some(answer) => answer,
                 None => self.forwarder.forward(request).await,
             },

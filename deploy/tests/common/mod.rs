@@ -256,7 +256,9 @@ pub async fn leftovers(lab: &Lab) -> Vec<String> {
         left.push(format!("function {}", lab.names.function));
     }
     let rules = c.config.describe_config_rules().send().await.unwrap();
-    left.extend(rules.config_rules().iter().map(|r| format!("rule {}", r.config_rule_name().unwrap_or("?"))));
+    // A rule Config is deleting (DELETING) goes on its own: not left behind.
+    let rules = rules.config_rules().iter().filter(|r| !deploy::rule::is_deleting(r));
+    left.extend(rules.map(|r| format!("rule {}", r.config_rule_name().unwrap_or("?"))));
     let recorders = c.config.describe_configuration_recorders().send().await.unwrap();
     left.extend(recorders.configuration_recorders().iter().map(|r| format!("recorder {}", r.name().unwrap_or("?"))));
     let channels = c.config.describe_delivery_channels().send().await.unwrap();
@@ -360,7 +362,7 @@ pub async fn end_state(lab: &Lab) -> Value {
     };
     let rules = c.config.describe_config_rules().send().await.unwrap();
     let mut rule_states = Vec::new();
-    for r in rules.config_rules() {
+    for r in rules.config_rules().iter().filter(|r| !deploy::rule::is_deleting(r)) {
         let tags = match r.config_rule_arn() {
             Some(arn) => c.config.list_tags_for_resource().resource_arn(arn).send().await.ok(),
             None => None,
