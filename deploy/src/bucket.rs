@@ -1,7 +1,31 @@
 //! The delivery bucket: created with the console's default name, tagged as the lab's, public
 //! access blocked, encrypted (SSE-S3), and carrying the Config delivery policy with TLS-only
-//! access (`policy/config-bucket-policy.json`). `delete` empties every version first.
+//! access (`policy/config-bucket-policy.json`). `delete` empties every version first, and again
+//! when a late delivery lands before DeleteBucket; `create` waits while S3 still holds the name
+//! of a bucket deleted moments ago.
+//!
+//! # One bucket per region
+//!
+//! A bucket lives in one region: S3 answers a request signed for another region with 301
+//! `PermanentRedirect` and the header `x-amz-bucket-region`, and the Rust SDK does not follow
+//! it. So the lab of each region has a bucket of its own, in its region ([`in_region`]): the
+//! console's default `config-bucket-<account-id>` where that name is free or already in this
+//! region, else `config-bucket-<account-id>-<region>` (the default name is in another region,
+//! or this region already uses the regional name). Chosen over one shared bucket reached by an
+//! S3 client in the bucket's region because a shared bucket is shared mutable state: `down` in
+//! one region would delete the bucket another region's delivery channel and trail still write
+//! to (or have to keep a register of users), and every region's `up` would rewrite the one
+//! bucket policy, so the trail of the region that ran `up` before the last would lose its
+//! CloudTrail grant unless every `up` merged every region's trail into it. With a bucket per
+//! region, `down` of a region deletes only its own bucket, each bucket's policy grants exactly
+//! its region's trail, and `up` twice finds the same bucket. The cost: a second region's
+//! bucket does not have the console's name, and an account with the lab in N regions has N
+//! buckets.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::types::{
     BucketLocationConstraint, CreateBucketConfiguration, Delete, ObjectIdentifier, PublicAccessBlockConfiguration,
     ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
@@ -10,10 +34,111 @@ use aws_sdk_s3::types::{
 use tracing::info;
 
 use crate::error::{code_of, Error, Result};
-use crate::lab::{parse_policy, Lab, OWNER_TAG, OWNER_VALUE};
+use crate::lab::{parse_policy, Lab, Names, OWNER_TAG, OWNER_VALUE};
 use crate::report::{Action, Step};
+use crate::retry::{retry, Backoff};
 
 const KIND: &str = "bucket";
+
+/// S3 holds a deleted bucket's name for a while (CreateBucket answers 409 `OperationAborted`,
+/// "A conflicting conditional operation is currently in progress against this resource"): AWS
+/// Knowledge Center, "s3-conflicting-conditional-operation". Usually seconds to minutes after a
+/// `down`, but AWS says it can take hours; `up` waits about four minutes, then says so.
+pub const NAME_HOLD: Backoff =
+    Backoff { attempts: 20, first: Duration::from_millis(500), max: Duration::from_secs(15) };
+
+/// Config and CloudTrail deliver asynchronously: a delivery in flight when the channel or trail
+/// was deleted can land after the bucket was emptied, and DeleteBucket answers 409
+/// `BucketNotEmpty`. Emptied again and retried, about half a minute at most.
+pub const LATE_DELIVERY: Backoff =
+    Backoff { attempts: 6, first: Duration::from_millis(500), max: Duration::from_secs(8) };
+
+/// The console's default bucket name.
+pub fn default_name(account: &str) -> String {
+    format!("config-bucket-{account}")
+}
+
+/// The bucket name of the lab of `region` when the default name is in another region.
+pub fn regional_name(account: &str, region: &str) -> String {
+    format!("config-bucket-{account}-{region}")
+}
+
+/// Where a bucket name stands, seen from the lab's region.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Location {
+    Here,
+    Elsewhere(String),
+    Absent,
+    /// Someone else's (403), wherever it is.
+    Forbidden,
+}
+
+/// The region S3 names for the bucket of a failed call (`x-amz-bucket-region`).
+fn bucket_region<E>(err: &SdkError<E>) -> Option<String> {
+    err.raw_response().and_then(|r| r.headers().get("x-amz-bucket-region")).map(str::to_owned)
+}
+
+/// An S3 error as a sentence: a redirect names the bucket's region, which the SDK's own error
+/// leaves out (it does not follow the redirect either).
+fn s3_error<E>(lab: &Lab, what: String, err: SdkError<E>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    match (status, bucket_region(&err)) {
+        (Some(301), Some(home)) => Error::Aws {
+            what: format!("{what} in {}", lab.region),
+            code: Some("PermanentRedirect".into()),
+            message: format!("S3 answered 301 PermanentRedirect: the bucket is in {home}"),
+        },
+        _ => Error::aws(what, err),
+    }
+}
+
+async fn locate(lab: &Lab, name: &str) -> Result<Location> {
+    match lab.clients.s3.head_bucket().bucket(name).send().await {
+        Ok(out) => match out.bucket_region().filter(|r| *r != lab.region) {
+            Some(home) => Ok(Location::Elsewhere(home.to_owned())),
+            None => Ok(Location::Here),
+        },
+        Err(err) => {
+            if let Some(home) = bucket_region(&err).filter(|r| *r != lab.region) {
+                return Ok(Location::Elsewhere(home));
+            }
+            match err.raw_response().map(|r| r.status().as_u16()) {
+                Some(404) => Ok(Location::Absent),
+                Some(403) => Ok(Location::Forbidden),
+                _ => Err(s3_error(lab, format!("reading bucket {name}"), err)),
+            }
+        }
+    }
+}
+
+/// The name of this region's bucket (see the module's documentation); a name given with
+/// `--bucket-name` is used as it is.
+pub async fn resolve(lab: &Lab) -> Result<String> {
+    let default = default_name(&lab.account);
+    if lab.names.bucket != default {
+        return Ok(lab.names.bucket.clone());
+    }
+    let regional = regional_name(&lab.account, &lab.region);
+    if locate(lab, &regional).await? == Location::Here {
+        return Ok(regional);
+    }
+    match locate(lab, &default).await? {
+        Location::Elsewhere(home) => {
+            info!("bucket {default} is in {home}: the lab in {} uses bucket {regional}", lab.region);
+            Ok(regional)
+        }
+        Location::Here | Location::Absent | Location::Forbidden => Ok(default),
+    }
+}
+
+/// The lab with this region's bucket name.
+pub async fn in_region(lab: &Lab) -> Result<Lab> {
+    let bucket = resolve(lab).await?;
+    Ok(Lab { names: Names { bucket, ..lab.names.clone() }, ..lab.clone() })
+}
 
 /// Whose the bucket is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,15 +150,15 @@ pub enum Ownership {
 
 pub async fn ownership(lab: &Lab) -> Result<Ownership> {
     let name = &lab.names.bucket;
-    match lab.clients.s3.head_bucket().bucket(name).send().await {
-        Ok(_) => {}
-        Err(err) => {
-            let status = err.raw_response().map(|r| r.status().as_u16());
-            return match status {
-                Some(404) => Ok(Ownership::Absent),
-                Some(403) => Ok(Ownership::Foreign("belongs to another account".into())),
-                _ => Err(Error::aws(format!("reading bucket {name}"), err)),
-            };
+    match locate(lab, name).await? {
+        Location::Here => {}
+        Location::Absent => return Ok(Ownership::Absent),
+        Location::Forbidden => return Ok(Ownership::Foreign("belongs to another account".into())),
+        Location::Elsewhere(home) => {
+            return Ok(Ownership::Foreign(format!(
+                "is in {home}, not {} (S3 answered 301 PermanentRedirect)",
+                lab.region
+            )))
         }
     }
     match lab.clients.s3.get_bucket_tagging().bucket(name).send().await {
@@ -42,7 +167,7 @@ pub async fn ownership(lab: &Lab) -> Result<Ownership> {
         }
         Ok(_) => Ok(Ownership::Foreign(format!("is not tagged {OWNER_TAG}={OWNER_VALUE}"))),
         Err(err) if code_of(&err) == Some("NoSuchTagSet") => Ok(Ownership::Foreign("has no tags".into())),
-        Err(err) => Err(Error::aws(format!("reading the tags of bucket {name}"), err)),
+        Err(err) => Err(s3_error(lab, format!("reading the tags of bucket {name}"), err)),
     }
 }
 
@@ -83,18 +208,37 @@ async fn create(lab: &Lab) -> Result<()> {
     if lab.region != "us-east-1" {
         configuration = configuration.location_constraint(BucketLocationConstraint::from(lab.region.as_str()));
     }
-    s3.create_bucket()
-        .bucket(name)
-        .create_bucket_configuration(configuration.build())
-        .send()
-        .await
-        .map_err(|e| Error::aws(format!("creating bucket {name}"), e))?;
+    let configuration = configuration.build();
+    let created = retry(
+        &format!("S3 to release the name of bucket {name}, still held after a deletion (409 OperationAborted)"),
+        NAME_HOLD,
+        |e: &Error| e.code() == Some("OperationAborted"),
+        || async {
+            s3.create_bucket()
+                .bucket(name)
+                .create_bucket_configuration(configuration.clone())
+                .send()
+                .await
+                .map_err(|e| s3_error(lab, format!("creating bucket {name}"), e))
+        },
+    )
+    .await;
+    match created {
+        Ok(_) => {}
+        Err(err) if err.code() == Some("OperationAborted") => {
+            return Err(Error::Failed(format!(
+                "creating bucket {name}: S3 still holds the name after the bucket's deletion (409 OperationAborted), after waiting {} s; on AWS this can last hours: run `deploy up` again later, or pick another name with --bucket-name",
+                NAME_HOLD.bound().as_secs()
+            )))
+        }
+        Err(err) => return Err(err),
+    }
     // Again for endpoints that ignore tags on creation (moto).
     let tagging = Tagging::builder().tag_set(tag).build().map_err(|e| Error::Failed(e.to_string()))?;
     if let Err(err) = s3.put_bucket_tagging().bucket(name).tagging(tagging).send().await {
         // Possibly untagged, `down` could not tell it is ours: take it back now.
         let _ = s3.delete_bucket().bucket(name).send().await;
-        return Err(Error::aws(format!("tagging bucket {name} (the bucket was deleted again)"), err));
+        return Err(s3_error(lab, format!("tagging bucket {name} (the bucket was deleted again)"), err));
     }
     Ok(())
 }
@@ -113,7 +257,7 @@ async fn configure(lab: &Lab, dry_run: bool) -> Result<Vec<&'static str>> {
                 && c.restrict_public_buckets() == Some(true)
         }),
         Err(err) if code_of(&err) == Some("NoSuchPublicAccessBlockConfiguration") => false,
-        Err(err) => return Err(Error::aws(format!("reading the public access block of bucket {name}"), err)),
+        Err(err) => return Err(s3_error(lab, format!("reading the public access block of bucket {name}"), err)),
     };
     if !blocked {
         changed.push("public access block");
@@ -129,7 +273,7 @@ async fn configure(lab: &Lab, dry_run: bool) -> Result<Vec<&'static str>> {
                 .public_access_block_configuration(config)
                 .send()
                 .await
-                .map_err(|e| Error::aws(format!("blocking public access to bucket {name}"), e))?;
+                .map_err(|e| s3_error(lab, format!("blocking public access to bucket {name}"), e))?;
         }
     }
 
@@ -138,7 +282,7 @@ async fn configure(lab: &Lab, dry_run: bool) -> Result<Vec<&'static str>> {
             .server_side_encryption_configuration()
             .is_some_and(|c| c.rules().iter().any(|r| r.apply_server_side_encryption_by_default().is_some())),
         Err(err) if code_of(&err) == Some("ServerSideEncryptionConfigurationNotFoundError") => false,
-        Err(err) => return Err(Error::aws(format!("reading the encryption of bucket {name}"), err)),
+        Err(err) => return Err(s3_error(lab, format!("reading the encryption of bucket {name}"), err)),
     };
     if !encrypted {
         changed.push("encryption");
@@ -156,7 +300,7 @@ async fn configure(lab: &Lab, dry_run: bool) -> Result<Vec<&'static str>> {
                 .server_side_encryption_configuration(config)
                 .send()
                 .await
-                .map_err(|e| Error::aws(format!("encrypting bucket {name}"), e))?;
+                .map_err(|e| s3_error(lab, format!("encrypting bucket {name}"), e))?;
         }
     }
 
@@ -164,7 +308,7 @@ async fn configure(lab: &Lab, dry_run: bool) -> Result<Vec<&'static str>> {
     let current = match s3.get_bucket_policy().bucket(name).send().await {
         Ok(out) => out.policy().and_then(parse_policy),
         Err(err) if code_of(&err) == Some("NoSuchBucketPolicy") => None,
-        Err(err) => return Err(Error::aws(format!("reading the policy of bucket {name}"), err)),
+        Err(err) => return Err(s3_error(lab, format!("reading the policy of bucket {name}"), err)),
     };
     if current.as_ref() != Some(&desired) {
         changed.push("bucket policy");
@@ -174,7 +318,7 @@ async fn configure(lab: &Lab, dry_run: bool) -> Result<Vec<&'static str>> {
                 .policy(desired.to_string())
                 .send()
                 .await
-                .map_err(|e| Error::aws(format!("setting the policy of bucket {name}"), e))?;
+                .map_err(|e| s3_error(lab, format!("setting the policy of bucket {name}"), e))?;
         }
     }
     Ok(changed)
@@ -187,15 +331,25 @@ pub async fn delete(lab: &Lab, dry_run: bool) -> Result<Step> {
         Ownership::Foreign(why) => Ok(Step::new(KIND, name, Action::Kept).detail(format!("not the lab's: {why}"))),
         Ownership::Ours if dry_run => Ok(Step::new(KIND, name, Action::Delete)),
         Ownership::Ours => {
-            let removed = empty(lab).await?;
-            lab.clients
-                .s3
-                .delete_bucket()
-                .bucket(name)
-                .send()
-                .await
-                .map_err(|e| Error::aws(format!("deleting bucket {name}"), e))?;
-            Ok(Step::new(KIND, name, Action::Delete).detail(format!("{removed} object versions removed")))
+            let removed = &AtomicUsize::new(0);
+            retry(
+                &format!("bucket {name} to stay empty: a late delivery (Config or CloudTrail) wrote to it after it was emptied (409 BucketNotEmpty)"),
+                LATE_DELIVERY,
+                |e: &Error| e.code() == Some("BucketNotEmpty"),
+                || async move {
+                    removed.fetch_add(empty(lab).await?, Ordering::SeqCst);
+                    lab.clients
+                        .s3
+                        .delete_bucket()
+                        .bucket(name)
+                        .send()
+                        .await
+                        .map_err(|e| s3_error(lab, format!("deleting bucket {name}"), e))
+                },
+            )
+            .await?;
+            Ok(Step::new(KIND, name, Action::Delete)
+                .detail(format!("{} object versions removed", removed.load(Ordering::SeqCst))))
         }
     }
 }
@@ -214,7 +368,7 @@ async fn empty(lab: &Lab) -> Result<usize> {
             .max_keys(1000)
             .send()
             .await
-            .map_err(|e| Error::aws(format!("listing the objects of bucket {name}"), e))?;
+            .map_err(|e| s3_error(lab, format!("listing the objects of bucket {name}"), e))?;
         let mut objects = Vec::new();
         for (key, version) in out
             .versions()
@@ -246,7 +400,7 @@ async fn empty(lab: &Lab) -> Result<usize> {
             .delete(delete)
             .send()
             .await
-            .map_err(|e| Error::aws(format!("emptying bucket {name}"), e))?;
+            .map_err(|e| s3_error(lab, format!("emptying bucket {name}"), e))?;
         if let Some(failure) = result.errors().first() {
             return Err(Error::Failed(format!(
                 "emptying bucket {name}: {} could not be deleted: {}",

@@ -41,7 +41,12 @@ pub struct Global {
     /// Do not ask before deleting
     #[arg(long, global = true)]
     pub yes: bool,
-    #[arg(long, global = true, value_name = "NAME", help = "Delivery bucket [default: config-bucket-<account-id>]")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME",
+        help = "Delivery bucket [default: config-bucket-<account-id>, or config-bucket-<account-id>-<region> where that name is in another region]"
+    )]
     pub bucket_name: Option<String>,
     #[arg(long, global = true, value_name = "NAME", help = "Config role [default: config-role-<region>]")]
     pub config_role_name: Option<String>,

@@ -120,8 +120,8 @@ fn local_auto(global: &Global) -> bool {
 /// How to run a command on one target.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Context {
-    /// `down` keeps the account-wide resources (the function role, the bucket): another region
-    /// of the same account still uses them.
+    /// `down` keeps the account-wide resources (the function role): another region of the same
+    /// account still uses them.
     pub keep_account_wide: bool,
 }
 

@@ -3,8 +3,9 @@
 //! failure never stops the others; the result is one row per target, as a table or JSON, and
 //! the failed targets can be run again alone (`--only-failed`).
 //!
-//! Targets of the same account run one after another, in the order given: IAM roles and the
-//! bucket are account-wide, and `down` keeps them for every region of an account but the last.
+//! Targets of the same account run one after another, in the order given: IAM roles are
+//! account-wide, and `down` keeps the function role for every region of an account but the
+//! last. Buckets are not: each region has its own (`bucket::in_region`).
 
 use std::collections::BTreeMap;
 use std::fmt;

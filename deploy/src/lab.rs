@@ -101,7 +101,9 @@ pub struct NameOverrides {
 impl Names {
     pub fn new(account: &str, region: &str, overrides: &NameOverrides) -> Self {
         Names {
-            bucket: overrides.bucket.clone().unwrap_or_else(|| format!("config-bucket-{account}")),
+            // This region's bucket may be `config-bucket-<account-id>-<region>` instead: see
+            // `bucket::in_region`, which `up` and `down` ask first.
+            bucket: overrides.bucket.clone().unwrap_or_else(|| crate::bucket::default_name(account)),
             config_role: overrides.config_role.clone().unwrap_or_else(|| format!("config-role-{region}")),
             recorder: DEFAULT_RECORDER.to_owned(),
             channel: DEFAULT_RECORDER.to_owned(),

@@ -56,13 +56,14 @@ async fn preflight(lab: &Lab, use_existing: bool) -> Result<Mode> {
         function::ownership(lab),
         rule::find(lab),
     )?;
-    if mode == Mode::Manage {
+    // With the fast path the trail needs the lab's bucket, whoever records.
+    if mode == Mode::Manage || lab.fast_path {
         if let bucket::Ownership::Foreign(why) = bucket {
             return Err(bucket::conflict(lab, &why));
         }
-        if config_role == role::Ownership::Foreign {
-            return Err(role::conflict("config-role", &lab.names.config_role, "--config-role-name"));
-        }
+    }
+    if mode == Mode::Manage && config_role == role::Ownership::Foreign {
+        return Err(role::conflict("config-role", &lab.names.config_role, "--config-role-name"));
     }
     if function_role == role::Ownership::Foreign {
         return Err(role::conflict("function-role", &lab.names.function_role, "--function-role-name"));
@@ -158,7 +159,11 @@ pub async fn up(lab: &Lab, options: &UpOptions) -> (Report, Option<Error>) {
             Err(err) => return (Report::empty("up", lab, options.dry_run), Some(err)),
         },
     };
-    let lab = &Lab { fast_path: fast, function_policy: policy, ..lab.clone() };
+    let lab = match bucket::in_region(lab).await {
+        Ok(lab) => Lab { fast_path: fast, function_policy: policy, ..lab },
+        Err(err) => return (Report::empty("up", lab, options.dry_run), Some(err)),
+    };
+    let lab = &lab;
     let mut report = Report {
         command: "up",
         account: lab.account.clone(),
@@ -183,6 +188,14 @@ pub async fn up(lab: &Lab, options: &UpOptions) -> (Report, Option<Error>) {
         if let Mode::UseExisting { recorder } = &mode {
             let step = Step::new("recorder", recorder, Action::Kept).detail("existing recorder, used as it is");
             chain.0.push(step.announce(dry_run));
+            // The fast path's trail delivers to the lab's bucket and needs its CloudTrail
+            // statements: created here too (the existing recorder keeps its own channel and
+            // bucket, which the lab never changes). Created rather than refused: accounts that
+            // already record (an organization's recorder) are where the fast path's seconds
+            // matter as much, and the bucket is the lab's alone, tagged, deleted by `down`.
+            if lab.fast_path {
+                push(&mut chain, bucket::ensure(lab, dry_run).await, dry_run);
+            }
             return chain;
         }
         let spec = RoleSpec::config(lab);
@@ -232,8 +245,9 @@ pub async fn up(lab: &Lab, options: &UpOptions) -> (Report, Option<Error>) {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DownOptions {
     pub dry_run: bool,
-    /// Keep the account-wide resources (the function role and the bucket) because the lab in
-    /// another region of the account still uses them.
+    /// Keep the account-wide resources (the function role) because the lab in another region of
+    /// the account still uses them. The bucket is not one: each region has its own
+    /// ([`bucket::in_region`]).
     pub keep_account_wide: bool,
 }
 
@@ -258,6 +272,12 @@ pub async fn down_with(lab: &Lab, options: &DownOptions) -> Report {
     };
     let failed =
         |kind: &'static str, name: &str, err: Error| Step::new(kind, name, Action::Failed).detail(err.to_string());
+    // This region's bucket: the channel and trail are the lab's when they deliver to it.
+    let (lab, unresolved) = match bucket::in_region(lab).await {
+        Ok(lab) => (lab, None),
+        Err(err) => (lab.clone(), Some(err)),
+    };
+    let lab = &lab;
     let names = &lab.names;
     let one = |step: Result<Step>, kind, name: &str| vec![step.unwrap_or_else(|err| failed(kind, name, err))];
     let many = |steps: Result<Vec<Step>>, kind, name: &str| steps.unwrap_or_else(|err| vec![failed(kind, name, err)]);
@@ -273,10 +293,9 @@ pub async fn down_with(lab: &Lab, options: &DownOptions) -> Report {
     report.record(many(recorder::delete(lab, dry_run).await, "recorder", &names.recorder));
     let config_role = role::delete(lab, "config-role", &names.config_role, dry_run).await;
     report.record(one(config_role, "config-role", &names.config_role));
-    if options.keep_account_wide {
-        report.record([kept("bucket", &names.bucket)]);
-    } else {
-        report.record(one(bucket::delete(lab, dry_run).await, "bucket", &names.bucket));
+    match unresolved {
+        None => report.record(one(bucket::delete(lab, dry_run).await, "bucket", &names.bucket)),
+        Some(err) => report.record([failed("bucket", &names.bucket, err)]),
     }
     report
 }

@@ -16,6 +16,7 @@ pub mod events;
 pub mod faults;
 pub mod http;
 pub mod lambda;
+pub mod s3;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -148,6 +149,8 @@ struct Front {
     calls: Mutex<BTreeMap<String, u64>>,
     faults: Mutex<Faults>,
     behaviours: Mutex<Behaviours>,
+    /// S3 as AWS has it: bucket regions, held names, late deliveries ([`s3`]).
+    buckets: s3::Buckets,
     /// (account, region) whose default groups have their self-referencing rule.
     fixed_regions: Mutex<HashSet<(String, String)>>,
     /// The backend's clients per (account, region).
@@ -256,6 +259,7 @@ pub async fn start(options: Options) -> Result<LocalAws, String> {
         calls: Default::default(),
         faults: Default::default(),
         behaviours: Mutex::new(options.behaviours.clone()),
+        buckets: Default::default(),
         fixed_regions: Default::default(),
         clients: Default::default(),
         shutdown: Notify::new(),
@@ -388,6 +392,20 @@ impl Front {
     }
 
     async fn dispatch(self: &Arc<Self>, service: &str, operation: &str, request: &Request) -> Response {
+        if s3::Buckets::concerns(service, request) {
+            let region = request.region().unwrap_or_else(|| "us-east-1".to_owned());
+            let account = self.accounts.of(request);
+            let behaviours = self.behaviours();
+            let inner = self.route(service, operation, request);
+            let buckets = &self.buckets;
+            return buckets
+                .around(&behaviours, &self.forwarder, service, operation, &account, &region, request, inner)
+                .await;
+        }
+        self.route(service, operation, request).await
+    }
+
+    async fn route(self: &Arc<Self>, service: &str, operation: &str, request: &Request) -> Response {
         let region = request.region().unwrap_or_else(|| "us-east-1".to_owned());
         let account = self.accounts.of(request);
         if let Some(target) = request.header("x-amz-target") {
@@ -444,6 +462,7 @@ impl Front {
     async fn reset(&self) {
         self.evaluations.clear();
         lock(&self.fixed_regions).clear();
+        self.buckets.reset();
         self.executor.reset().await;
         info!("reset: moto's state and the front's");
     }
