@@ -77,6 +77,42 @@ fn up_lab_run_and_down_converge_when_one_call_in_five_fails() {
     );
 }
 
+/// "Carried out, then 5xx": a seeded fifth of all calls take effect and are answered with a
+/// server error, so the SDK retries a change that was already made (a create meets what it
+/// created, a delete what it deleted). `up` still reaches the clean end state, the function
+/// still reverts the opened ports, and `down` leaves nothing.
+#[test]
+fn up_down_and_the_function_converge_when_changes_are_made_then_answered_5xx() {
+    let env = Local::start("faults-then-5xx");
+    env.up();
+    let clean = env.end_state();
+    env.reset();
+    env.local.set_faults(Some(spec(r#"{"seed":13,"rate":0.2,"operations":["*"],"kind":"then-5xx"}"#)));
+    env.up();
+    let after_up = env.local.faults()["total"].as_u64().unwrap_or(0);
+    assert_eq!(env.end_state(), clean, "up under then-5xx differs from up without");
+
+    let open = env.deploy(&["lab", "open-ports"]);
+    assert_eq!(open.code, 0, "{}", open.stderr);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let inbound =
+        || env.block_on(deploy::status::status(&env.lab)).ok().and_then(|s| s.default_group).map(|g| g.inbound);
+    let reverted = || inbound().is_some_and(|rules| rules == BASELINE);
+    while !reverted() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(reverted(), "the function did not revert the opened ports within 60 s: {:?}", inbound());
+    assert!(env.block_on(env.local.settle(Duration::from_secs(30))));
+    let down = env.deploy(&["down"]);
+    let faults = env.local.faults();
+    env.local.set_faults(None);
+    assert_eq!(down.code, 0, "{}", down.stderr);
+    assert_eq!(env.leftovers(), Vec::<String>::new(), "down under then-5xx left resources");
+    let total = faults["total"].as_u64().unwrap_or(0);
+    assert!(after_up > 0 && total > after_up, "faults were not injected: {faults}");
+    println!("then-5xx faults (up / all): {after_up} / {total}: {}", faults["injected"]);
+}
+
 #[test]
 fn the_function_remediates_when_its_calls_fail() {
     let env = Local::start("faults-function");
