@@ -88,7 +88,7 @@ fn a_rule_that_lost_its_target_is_repaired_by_up() {
     let run = env.deploy(&["up", "--zip", &zip, "--output", "json"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let report: Value = serde_json::from_str(&run.stdout).unwrap();
-    let step = report["steps"].as_array().unwrap().iter().find(|s| s["kind"] == "event-rule").cloned();
+    let step = report["steps"].as_array().unwrap().iter().find(|s| s["resource"] == "event-rule").cloned();
     assert_eq!(step.as_ref().map(|s| s["action"].clone()), Some(json!("update")), "{report:#}");
     assert_eq!(env.targets(), env.the_target(), "up reported the rule repaired without its target");
     assert!(env.deploy(&["down"]).code == 0);
@@ -109,7 +109,9 @@ fn down_deletes_the_rule_only_once_its_targets_are_gone() {
     env.local.set_behaviours(Behaviours { eventbridge_failed_entry_nth: 1, ..Behaviours::aws_like() });
     let down = env.deploy(&["down"]);
     assert_eq!(down.code, 1, "{}", down.stderr);
-    assert!(down.stderr.contains("did not remove target function"), "{}", down.stderr);
+    // The report names the failed step with EventBridge's error.
+    assert!(down.stdout.contains("did not remove target function"), "{}\n{}", down.stdout, down.stderr);
+    assert!(down.stdout.contains("ConcurrentModificationException"), "{}", down.stdout);
     assert_eq!(env.targets(), env.the_target());
     // The rest of the lab went; the rule is left for the next `down`, with its target.
     assert!(env.leftovers().iter().any(|l| l.contains(deploy::lab::FAST_PATH_RULE)), "{:?}", env.leftovers());
