@@ -166,6 +166,7 @@ pub async fn execute(lab: &Lab, command: &Command, global: &Global, context: Con
                 timeout,
                 local_port: local_auto(global).then_some(crate::local::LOCAL_PORT),
                 fast_path: *fast_path,
+                poll: crate::lab_run::poll_interval(global.local),
             };
             let report = match crate::lab_run::run(lab, &options).await {
                 Ok(report) => report,

@@ -5,10 +5,12 @@
 //! lab's tag; the permission is the statement `events-invoke` on the lab's function.
 
 use aws_sdk_cloudtrail::types::Tag as TrailTag;
+use std::time::Duration;
+
 use aws_sdk_eventbridge::types::{RuleState, Tag as EventsTag, Target};
 use tracing::info;
 
-use crate::error::{code_of, Error, Result};
+use crate::error::{code_of, done_already, Error, Result};
 use crate::function;
 use crate::lab::{
     Lab, EVENTS_PERMISSION_SID, FAST_PATH_EVENT_PATTERN, FAST_PATH_RULE, OWNER_TAG, OWNER_VALUE, TRAIL_NAME,
@@ -19,6 +21,63 @@ use crate::retry::{retry, Backoff};
 
 /// The target id of the function on the rule.
 const TARGET_ID: &str = "function";
+
+/// Attempts at PutTargets and RemoveTargets while EventBridge leaves entries unapplied
+/// (`FailedEntries`, HTTP 200), and at DeleteRule while the rule still has targets: about
+/// 15 s in all.
+const ENTRIES: Backoff = Backoff { attempts: 8, first: Duration::from_millis(250), max: Duration::from_secs(4) };
+
+/// Entry error codes worth another attempt: contention and EventBridge's own failures.
+/// EventBridge API reference, PutTargetsResultEntry: "If the value is
+/// ConcurrentModificationException, too many requests were made at the same time."
+fn entry_retryable(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some("ConcurrentModificationException" | "InternalException" | "InternalFailure" | "ThrottlingException")
+    )
+}
+
+/// The entries EventBridge did not apply, as an error naming each (`None`: all applied).
+fn failed_entries<'a>(
+    what: &str,
+    verb: &str,
+    count: i32,
+    entries: impl Iterator<Item = (Option<&'a str>, Option<&'a str>, Option<&'a str>)>,
+) -> Option<Error> {
+    if count == 0 {
+        return None;
+    }
+    let mut code = None;
+    let described: Vec<String> = entries
+        .map(|(id, c, message)| {
+            code = code.or(c);
+            format!(
+                "target {} ({}: {})",
+                id.unwrap_or("?"),
+                c.unwrap_or("no error code"),
+                message.unwrap_or("no message")
+            )
+        })
+        .collect();
+    let list = if described.is_empty() { format!("{count} entries") } else { described.join(", ") };
+    Some(Error::Aws {
+        what: what.to_owned(),
+        code: code.map(str::to_owned),
+        message: format!("EventBridge answered 200 but did not {verb} {list}"),
+    })
+}
+
+/// After the attempts ran out on unapplied entries: what to do next.
+fn gave_up(err: Error) -> Error {
+    match err {
+        Error::Aws { what, code, message } if entry_retryable(code.as_deref()) => Error::Aws {
+            what,
+            code,
+            message: format!("{message}, in {} attempts; run the command again", ENTRIES.attempts),
+        },
+        other => other,
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ownership {
@@ -210,20 +269,94 @@ async fn targets(lab: &Lab) -> Result<Vec<Target>> {
     Ok(out.targets().to_vec())
 }
 
-/// Removes targets from the fast-path rule (nothing to do for none).
+/// Removes targets from the fast-path rule (nothing to do for none), again for the entries
+/// EventBridge did not apply, bounded.
 async fn remove_targets(lab: &Lab, ids: Vec<String>) -> Result<()> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    lab.clients
-        .events
-        .remove_targets()
-        .rule(FAST_PATH_RULE)
-        .set_ids(Some(ids))
-        .send()
-        .await
-        .map(drop)
-        .map_err(|e| Error::aws(format!("removing the targets of {FAST_PATH_RULE}"), e))
+    let what = format!("removing the targets of EventBridge rule {FAST_PATH_RULE}");
+    let left = std::sync::Mutex::new(ids);
+    retry(
+        &format!("EventBridge to remove the targets of {FAST_PATH_RULE}"),
+        ENTRIES,
+        |e: &Error| entry_retryable(e.code()),
+        || async {
+            let ids = left.lock().map(|l| l.clone()).unwrap_or_default();
+            if ids.is_empty() {
+                return Ok(());
+            }
+            let out = lab
+                .clients
+                .events
+                .remove_targets()
+                .rule(FAST_PATH_RULE)
+                .set_ids(Some(ids))
+                .send()
+                .await
+                .map_err(|e| Error::aws(&what, e))?;
+            let failed = out.failed_entries();
+            let unapplied: Vec<String> = failed.iter().filter_map(|f| f.target_id().map(str::to_owned)).collect();
+            // Without ids in the answer, every id is tried again.
+            if let (Ok(mut left), false) = (left.lock(), unapplied.is_empty() && out.failed_entry_count() > 0) {
+                *left = unapplied;
+            }
+            let entries = failed.iter().map(|f| (f.target_id(), f.error_code(), f.error_message()));
+            match failed_entries(&what, "remove", out.failed_entry_count(), entries) {
+                Some(err) => Err(err),
+                None => Ok(()),
+            }
+        },
+    )
+    .await
+    .map_err(gave_up)
+}
+
+/// Puts the function as the rule's target, again while EventBridge does not apply it, bounded.
+async fn put_target(lab: &Lab) -> Result<()> {
+    let what = format!("targeting function {} from EventBridge rule {FAST_PATH_RULE}", lab.names.function);
+    let target =
+        Target::builder().id(TARGET_ID).arn(lab.function_arn()).build().map_err(|e| Error::Failed(e.to_string()))?;
+    retry(
+        &format!("EventBridge to add target {TARGET_ID} to {FAST_PATH_RULE}"),
+        ENTRIES,
+        |e: &Error| entry_retryable(e.code()),
+        || async {
+            let out = lab
+                .clients
+                .events
+                .put_targets()
+                .rule(FAST_PATH_RULE)
+                .targets(target.clone())
+                .send()
+                .await
+                .map_err(|e| Error::aws(&what, e))?;
+            let failed = out.failed_entries().iter().map(|f| (f.target_id(), f.error_code(), f.error_message()));
+            match failed_entries(&what, "add", out.failed_entry_count(), failed) {
+                Some(err) => Err(err),
+                None => Ok(()),
+            }
+        },
+    )
+    .await
+    .map_err(gave_up)
+}
+
+/// Deletes the fast-path rule after removing its targets; while DeleteRule answers that the
+/// rule still has targets (a removal not yet applied, or a target added meanwhile), removes
+/// them again and retries, bounded.
+async fn delete_rule(lab: &Lab) -> Result<()> {
+    let has_targets = |e: &Error| e.code() == Some("ValidationException") && e.to_string().contains("has targets");
+    retry(&format!("EventBridge rule {FAST_PATH_RULE} to have no targets"), ENTRIES, has_targets, || async {
+        let ids = targets(lab).await?.iter().map(|t| t.id().to_owned()).collect();
+        remove_targets(lab, ids).await?;
+        lab.clients
+            .events
+            .delete_rule()
+            .name(FAST_PATH_RULE)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| Error::aws(format!("deleting EventBridge rule {FAST_PATH_RULE}"), e))
+    })
+    .await
 }
 
 pub async fn ensure_rule(lab: &Lab, dry_run: bool) -> Result<Step> {
@@ -283,15 +416,7 @@ pub async fn ensure_rule(lab: &Lab, dry_run: bool) -> Result<Step> {
     put.send().await.map_err(|e| Error::aws(format!("putting EventBridge rule {FAST_PATH_RULE}"), e))?;
     let extra = targets(lab).await?.iter().filter(|t| t.id() != TARGET_ID).map(|t| t.id().to_owned()).collect();
     remove_targets(lab, extra).await?;
-    let target =
-        Target::builder().id(TARGET_ID).arn(lab.function_arn()).build().map_err(|e| Error::Failed(e.to_string()))?;
-    events
-        .put_targets()
-        .rule(FAST_PATH_RULE)
-        .targets(target)
-        .send()
-        .await
-        .map_err(|e| Error::aws(format!("targeting function {} from {FAST_PATH_RULE}", lab.names.function), e))?;
+    put_target(lab).await?;
     Ok(Step::new(KIND, FAST_PATH_RULE, action).detail(format!("to function {}", lab.names.function)))
 }
 
@@ -317,15 +442,17 @@ pub async fn ensure_permission(lab: &Lab, dry_run: bool) -> Result<Step> {
     if !dry_run {
         let lambda = &lab.clients.lambda;
         if action == Action::Update {
-            lambda
+            let removed = lambda
                 .remove_permission()
                 .function_name(name)
                 .statement_id(EVENTS_PERMISSION_SID)
                 .send()
                 .await
-                .map_err(|e| Error::aws(format!("replacing the events permission of {name}"), e))?;
+                .map(drop)
+                .map_err(|e| Error::aws(format!("replacing the events permission of {name}"), e));
+            done_already(removed, &["ResourceNotFoundException"])?;
         }
-        lambda
+        let added = lambda
             .add_permission()
             .function_name(name)
             .statement_id(EVENTS_PERMISSION_SID)
@@ -334,7 +461,9 @@ pub async fn ensure_permission(lab: &Lab, dry_run: bool) -> Result<Step> {
             .source_arn(lab.fast_path_rule_arn())
             .send()
             .await
-            .map_err(|e| Error::aws(format!("allowing EventBridge to invoke {name}"), e))?;
+            .map(drop)
+            .map_err(|e| Error::aws(format!("allowing EventBridge to invoke {name}"), e));
+        function::added_already(lab, EVENTS_PERMISSION_SID, added).await?;
     }
     Ok(Step::new(KIND, EVENTS_PERMISSION_SID, action).detail(format!("events.amazonaws.com from {FAST_PATH_RULE}")))
 }
@@ -347,15 +476,7 @@ pub async fn delete(lab: &Lab, dry_run: bool) -> Result<Vec<Step>> {
         Ownership::Foreign => steps.push(Step::new("event-rule", FAST_PATH_RULE, Action::Kept).detail("not the lab's")),
         Ownership::Ours => {
             if !dry_run {
-                let ids = targets(lab).await?.iter().map(|t| t.id().to_owned()).collect();
-                remove_targets(lab, ids).await?;
-                lab.clients
-                    .events
-                    .delete_rule()
-                    .name(FAST_PATH_RULE)
-                    .send()
-                    .await
-                    .map_err(|e| Error::aws(format!("deleting EventBridge rule {FAST_PATH_RULE}"), e))?;
+                delete_rule(lab).await?;
             }
             steps.push(Step::new("event-rule", FAST_PATH_RULE, Action::Delete).detail("with its target"));
         }

@@ -2,12 +2,13 @@
 //! and the permission that lets Config invoke it. The function carries the lab's tag; the
 //! permission is the lab's by its statement id on the lab's function.
 
+use aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput;
 use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::{Architecture as LambdaArch, Environment, FunctionCode, LastUpdateStatus, Runtime};
+use aws_sdk_lambda::types::{Architecture as LambdaArch, Environment, FunctionCode, LastUpdateStatus, Runtime, State};
 use tracing::info;
 
 use crate::artifact::Artifact;
-use crate::error::{code_of, Error, Result};
+use crate::error::{code_of, done_already, Error, Result};
 use crate::lab::{Lab, FUNCTION_DESCRIPTION, OWNER_TAG, OWNER_VALUE, PERMISSION_SID};
 use crate::report::{Action, Step};
 use crate::retry::{retry, Backoff};
@@ -56,7 +57,7 @@ pub async fn ensure(lab: &Lab, artifact: &Artifact, dry_run: bool) -> Result<Ste
         }
         Ownership::Absent => {
             info!("creating function {name} ({})", artifact.architecture.as_str());
-            retry(
+            let created = retry(
                 &format!("role {} to become assumable by Lambda", lab.names.function_role),
                 Backoff::IAM,
                 // Lambda's answer while a new role propagates: "The role defined for the
@@ -78,22 +79,38 @@ pub async fn ensure(lab: &Lab, artifact: &Artifact, dry_run: bool) -> Result<Ste
                         .tags(OWNER_TAG, OWNER_VALUE)
                         .send()
                         .await
+                        .map(drop)
                         .map_err(|e| Error::aws(format!("creating function {name}"), e))
                 },
             )
-            .await?;
-            wait_until_ready(lab).await?;
+            .await;
+            match created {
+                // A retry of a create that took effect ("Function already exist"): ours if tagged.
+                Err(err) if err.code() == Some("ResourceConflictException") => {
+                    if ownership(lab).await? != Ownership::Ours {
+                        return Err(err);
+                    }
+                }
+                other => other?,
+            }
+            wait_until_ready(lab, Change::Create).await?;
             return Ok(Step::new(KIND, name, Action::Create).detail(artifact.architecture.as_str()));
         }
         Ownership::Ours => {}
     }
 
-    let current = lambda
-        .get_function_configuration()
-        .function_name(name)
-        .send()
-        .await
-        .map_err(|e| Error::aws(format!("reading function {name}"), e))?;
+    // A function still Pending (an `up` killed after CreateFunction, or a create moments ago)
+    // or being updated refuses updates with ResourceConflictException: wait until it is ready.
+    let current = if dry_run {
+        lambda
+            .get_function_configuration()
+            .function_name(name)
+            .send()
+            .await
+            .map_err(|e| Error::aws(format!("reading function {name}"), e))?
+    } else {
+        wait_until_ready(lab, Change::None).await?
+    };
     let mut changed = Vec::new();
     let code_differs = current.code_sha256() != Some(artifact.sha256.as_str())
         || current.architectures().first().map(|a| a.as_str()) != Some(artifact.architecture.as_str());
@@ -109,7 +126,7 @@ pub async fn ensure(lab: &Lab, artifact: &Artifact, dry_run: bool) -> Result<Ste
                 .send()
                 .await
                 .map_err(|e| Error::aws(format!("updating the code of function {name}"), e))?;
-            wait_until_ready(lab).await?;
+            wait_until_ready(lab, Change::Update).await?;
         }
     }
     let settings_differ = current.runtime().map(|r| r.as_str()) != Some(RUNTIME)
@@ -136,20 +153,40 @@ pub async fn ensure(lab: &Lab, artifact: &Artifact, dry_run: bool) -> Result<Ste
                 .send()
                 .await
                 .map_err(|e| Error::aws(format!("updating the configuration of function {name}"), e))?;
-            wait_until_ready(lab).await?;
+            wait_until_ready(lab, Change::Update).await?;
         }
     }
     let action = if changed.is_empty() { Action::Unchanged } else { Action::Update };
     Ok(Step::new(KIND, name, action).detail(changed.join(", ")))
 }
 
-/// Waits, bounded, until the function is no longer being created or updated.
-async fn wait_until_ready(lab: &Lab) -> Result<()> {
+/// The change a wait follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// None of ours: whatever state the function is in, it must be ready for one.
+    None,
+    Create,
+    Update,
+}
+
+/// How long a function may stay Pending or InProgress: about 100 s (Lambda: seconds without a
+/// VPC; Lambda Developer Guide, "Lambda function states").
+const READY: Backoff =
+    Backoff { attempts: 30, first: std::time::Duration::from_millis(250), max: std::time::Duration::from_secs(4) };
+
+/// The error code of a function not yet ready (retried by the wait, never from AWS).
+const NOT_READY: &str = "FunctionNotReady";
+
+/// Waits, bounded, until the function is ready for a change — `State` not `Pending` and
+/// `LastUpdateStatus` not `InProgress` (GetFunctionConfiguration) — and returns its
+/// configuration. A function whose creation failed (`State: Failed`) or, after our update, whose
+/// update failed is an error saying why.
+async fn wait_until_ready(lab: &Lab, after: Change) -> Result<GetFunctionConfigurationOutput> {
     let name = &lab.names.function;
     retry(
-        &format!("function {name} to finish updating"),
-        Backoff { attempts: 30, first: std::time::Duration::from_millis(250), max: std::time::Duration::from_secs(4) },
-        |e: &Error| e.code() == Some("InProgress"),
+        &format!("function {name} to be ready (State Active, LastUpdateStatus not InProgress)"),
+        READY,
+        |e: &Error| e.code() == Some(NOT_READY),
         || async {
             let current = lab
                 .clients
@@ -159,25 +196,46 @@ async fn wait_until_ready(lab: &Lab) -> Result<()> {
                 .send()
                 .await
                 .map_err(|e| Error::aws(format!("reading function {name}"), e))?;
-            let pending = current.state().map(|s| s.as_str()) == Some("Pending")
-                || current.last_update_status() == Some(&LastUpdateStatus::InProgress);
-            if pending {
+            let state = current.state();
+            let update = current.last_update_status();
+            if state == Some(&State::Failed) {
+                return Err(Error::Failed(format!(
+                    "function {name} is in state Failed ({}); run `deploy down`, then `deploy up`",
+                    current.state_reason().unwrap_or("no reason given")
+                )));
+            }
+            if state == Some(&State::Pending) || update == Some(&LastUpdateStatus::InProgress) {
                 return Err(Error::Aws {
-                    what: format!("waiting for function {name}"),
-                    code: Some("InProgress".into()),
-                    message: "still updating".into(),
+                    what: format!("waiting for function {name} to be ready"),
+                    code: Some(NOT_READY.into()),
+                    message: format!(
+                        "it is still State {}, LastUpdateStatus {} after {:?}",
+                        state.map_or("unknown", |s| s.as_str()),
+                        update.map_or("unknown", |s| s.as_str()),
+                        READY.bound()
+                    ),
                 });
             }
-            if current.last_update_status() == Some(&LastUpdateStatus::Failed) {
+            if after == Change::Update && update == Some(&LastUpdateStatus::Failed) {
                 return Err(Error::Failed(format!(
                     "function {name} failed to update: {}",
                     current.last_update_status_reason().unwrap_or("no reason given")
                 )));
             }
-            Ok(())
+            Ok(current)
         },
     )
     .await
+}
+
+/// AddPermission's answer, where "the statement id provided already exists"
+/// (ResourceConflictException) after a retry of a call that took effect counts as added when
+/// the statement is there.
+pub async fn added_already(lab: &Lab, sid: &str, added: Result<()>) -> Result<()> {
+    match added {
+        Err(err) if err.code() == Some("ResourceConflictException") && statement(lab, sid).await?.is_some() => Ok(()),
+        other => other,
+    }
 }
 
 /// The permission statement `up` wants on the function's resource policy.
@@ -228,17 +286,21 @@ pub async fn ensure_permission(lab: &Lab, dry_run: bool) -> Result<Step> {
     };
     if !dry_run {
         if action == Action::Update {
-            lab.clients
+            let removed = lab
+                .clients
                 .lambda
                 .remove_permission()
                 .function_name(name)
                 .statement_id(PERMISSION_SID)
                 .send()
                 .await
-                .map_err(|e| Error::aws(format!("replacing the invoke permission of function {name}"), e))?;
+                .map(drop)
+                .map_err(|e| Error::aws(format!("replacing the invoke permission of function {name}"), e));
+            done_already(removed, &["ResourceNotFoundException"])?;
         }
         info!("allowing config.amazonaws.com to invoke function {name}");
-        lab.clients
+        let added = lab
+            .clients
             .lambda
             .add_permission()
             .function_name(name)
@@ -248,7 +310,9 @@ pub async fn ensure_permission(lab: &Lab, dry_run: bool) -> Result<Step> {
             .source_account(&lab.account)
             .send()
             .await
-            .map_err(|e| Error::aws(format!("allowing Config to invoke function {name}"), e))?;
+            .map(drop)
+            .map_err(|e| Error::aws(format!("allowing Config to invoke function {name}"), e));
+        added_already(lab, PERMISSION_SID, added).await?;
     }
     Ok(Step::new(PERMISSION, PERMISSION_SID, action)
         .detail(format!("config.amazonaws.com, SourceAccount {}", lab.account)))
@@ -276,13 +340,16 @@ pub async fn delete(lab: &Lab, dry_run: bool) -> Result<Vec<Step>> {
             delete_log_group(lab).await?;
         }
         info!("deleting function {name}");
-        lab.clients
+        let deleted = lab
+            .clients
             .lambda
             .delete_function()
             .function_name(name)
             .send()
             .await
-            .map_err(|e| Error::aws(format!("deleting function {name}"), e))?;
+            .map(drop)
+            .map_err(|e| Error::aws(format!("deleting function {name}"), e));
+        done_already(deleted, &["ResourceNotFoundException"])?;
         // An invocation still running may have written to it again.
         if log_group_exists(lab).await? {
             delete_log_group(lab).await?;

@@ -23,6 +23,22 @@ pub struct RunOptions {
     /// The local AWS's port, when running against it: its evaluation history is read.
     pub local_port: Option<u16>,
     pub fast_path: bool,
+    /// How often the group, the evaluations and the logs are read while waiting for the revert
+    /// ([`poll_interval`]).
+    pub poll: Duration,
+}
+
+/// How often `lab run` reads the group while it waits for the rule to revert it: every few
+/// seconds on AWS, where EC2's request quota (a token bucket per account and region for
+/// DescribeSecurityGroups, shared with the function that is reverting the group) must not be
+/// spent on watching (EC2 API reference, "Request throttling for the Amazon EC2 API"); fast on
+/// the local AWS, which has no quota and reverts in a second.
+pub fn poll_interval(local: bool) -> Duration {
+    if local {
+        Duration::from_millis(50)
+    } else {
+        Duration::from_secs(3)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -85,7 +101,8 @@ pub async fn run(lab: &Lab, options: &RunOptions) -> Result<RunReport> {
             revert_ms = Some(opened_at.elapsed().as_millis());
             break;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let left = options.timeout.saturating_sub(opened_at.elapsed());
+        tokio::time::sleep(options.poll.min(left)).await;
     }
     // The revert itself triggers one more evaluation, which reports COMPLIANT; wait for it.
     let mut evaluations = history(lab, &group, options.local_port).await;
@@ -94,10 +111,10 @@ pub async fn run(lab: &Lab, options: &RunOptions) -> Result<RunReport> {
         && evaluations.last().is_none_or(|e| e.compliance != "COMPLIANT")
         && settle.elapsed() < Duration::from_secs(10)
     {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(options.poll.max(Duration::from_millis(100))).await;
         evaluations = history(lab, &group, options.local_port).await;
     }
-    let log_lines = revoking_lines(lab, revert_ms.is_some()).await;
+    let log_lines = revoking_lines(lab, revert_ms.is_some(), options.poll.max(Duration::from_millis(200))).await;
     let down = if options.keep { None } else { Some(down(lab, false).await) };
     Ok(RunReport {
         account: lab.account.clone(),
@@ -149,7 +166,7 @@ async fn history(lab: &Lab, group: &str, local_port: Option<u16>) -> Vec<Evaluat
 }
 
 /// The function's `revoking for` lines; waits (bounded) for them to reach the logs.
-async fn revoking_lines(lab: &Lab, expect: bool) -> Vec<String> {
+async fn revoking_lines(lab: &Lab, expect: bool, poll: Duration) -> Vec<String> {
     let deadline = Instant::now() + if expect { Duration::from_secs(10) } else { Duration::ZERO };
     loop {
         let lines: Vec<String> = crate::logs::fetch(lab, Some("revoking for"), 0)
@@ -159,7 +176,7 @@ async fn revoking_lines(lab: &Lab, expect: bool) -> Vec<String> {
         if !lines.is_empty() || Instant::now() >= deadline {
             return lines;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(poll).await;
     }
 }
 
@@ -197,5 +214,18 @@ impl fmt::Display for RunReport {
             write!(f, "\n{down}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn on_aws_the_group_is_read_every_few_seconds() {
+        // EC2's DescribeSecurityGroups bucket refills at a few calls a second per account and
+        // region, shared with the function: watching must take a small part of it.
+        assert!(poll_interval(false) >= Duration::from_secs(2), "{:?}", poll_interval(false));
+        assert!(poll_interval(true) <= Duration::from_millis(100));
     }
 }

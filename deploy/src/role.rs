@@ -5,7 +5,7 @@
 use aws_sdk_iam::types::Tag;
 use tracing::info;
 
-use crate::error::{code_of, Error, Result};
+use crate::error::{code_of, done_already, Error, Result};
 use crate::lab::{parse_policy, FunctionPolicy, Lab, FUNCTION_POLICY_NAME, OWNER_TAG, OWNER_VALUE};
 use crate::report::{Action, Step};
 
@@ -83,13 +83,23 @@ pub async fn ensure(lab: &Lab, spec: &RoleSpec, dry_run: bool, flag: &str) -> Re
             info!("creating role {name}");
             let tag =
                 Tag::builder().key(OWNER_TAG).value(OWNER_VALUE).build().map_err(|e| Error::Failed(e.to_string()))?;
-            iam.create_role()
+            let made = iam
+                .create_role()
                 .role_name(name)
                 .assume_role_policy_document(spec.trust.to_string())
                 .tags(tag)
                 .send()
                 .await
-                .map_err(|e| Error::aws(format!("creating role {name}"), e))?;
+                .map_err(|e| Error::aws(format!("creating role {name}"), e));
+            match made {
+                // A retry of a create that took effect: the role is there, and ours if tagged.
+                Err(err) if err.code() == Some("EntityAlreadyExists") => {
+                    if ownership(lab, name).await? != Ownership::Ours {
+                        return Err(conflict(spec.kind, name, flag));
+                    }
+                }
+                other => drop(other?),
+            }
             converge(lab, spec, false).await?;
             Ok(created(spec))
         }
@@ -235,7 +245,7 @@ pub async fn delete(lab: &Lab, kind: &'static str, name: &str, dry_run: bool) ->
         Ownership::Ours => {}
     }
     for arn in attached(lab, name).await? {
-        detach(lab, name, &arn).await?;
+        done_already(detach(lab, name, &arn).await, &["NoSuchEntity"])?;
     }
     let inline = iam
         .list_role_policies()
@@ -244,14 +254,24 @@ pub async fn delete(lab: &Lab, kind: &'static str, name: &str, dry_run: bool) ->
         .await
         .map_err(|e| Error::aws(format!("listing the inline policies of role {name}"), e))?;
     for policy in inline.policy_names() {
-        iam.delete_role_policy()
+        let deleted = iam
+            .delete_role_policy()
             .role_name(name)
             .policy_name(policy)
             .send()
             .await
-            .map_err(|e| Error::aws(format!("deleting policy {policy} of role {name}"), e))?;
+            .map(drop)
+            .map_err(|e| Error::aws(format!("deleting policy {policy} of role {name}"), e));
+        done_already(deleted, &["NoSuchEntity"])?;
     }
     info!("deleting role {name}");
-    iam.delete_role().role_name(name).send().await.map_err(|e| Error::aws(format!("deleting role {name}"), e))?;
+    let deleted = iam
+        .delete_role()
+        .role_name(name)
+        .send()
+        .await
+        .map(drop)
+        .map_err(|e| Error::aws(format!("deleting role {name}"), e));
+    done_already(deleted, &["NoSuchEntity"])?;
     Ok(Step::new(kind, name, Action::Delete))
 }

@@ -39,6 +39,26 @@ const UP_CALLS: [&str; 12] = [
     "PutConfigRule",
 ];
 
+/// With `--fast-path`: the fast path's steps and calls, after the rest of `up`.
+const FAST_UP_POINTS: [Point; 7] = [
+    Point::After("rule"),
+    Point::After("trail"),
+    Point::After("event-rule"),
+    Point::During("CreateTrail"),
+    Point::During("StartLogging"),
+    Point::During("PutRule"),
+    Point::During("PutTargets"),
+];
+
+/// `down` with the fast path deployed: its steps and calls come right after the rule's.
+const FAST_DOWN_POINTS: [Point; 5] = [
+    Point::After("rule"),
+    Point::After("event-rule"),
+    Point::During("RemoveTargets"),
+    Point::During("DeleteRule"),
+    Point::During("DeleteTrail"),
+];
+
 const DOWN_STEPS: [&str; 8] =
     ["rule", "function", "log-group", "function-role", "delivery-channel", "recorder", "config-role", "bucket"];
 
@@ -82,9 +102,12 @@ fn outcome(killed: Killed) -> String {
 impl Local {
     /// Runs `deploy COMMAND` and kills it at `point`; then waits until the calls it had sent
     /// are carried out, as AWS carries out a request whose client died.
-    fn kill(&self, command: &str, point: Point) -> Killed {
+    fn kill(&self, command: &str, point: Point, fast: bool) -> Killed {
         let zip = self.zip.display().to_string();
-        let args: Vec<&str> = if command == "up" { vec!["up", "--zip", &zip] } else { vec![command] };
+        let mut args: Vec<&str> = if command == "up" { vec!["up", "--zip", &zip] } else { vec![command] };
+        if fast && command == "up" {
+            args.push("--fast-path");
+        }
         let killed = match point {
             Point::After(step) => self.run_killed(&args, |line| line.and_then(step_done) == Some(step)),
             Point::During(call) => {
@@ -107,9 +130,15 @@ impl Local {
     }
 
     /// A fresh, complete lab with the function's log group (the stub function writes none).
-    fn full_lab(&self) {
+    fn full_lab(&self, fast: bool) {
         self.reset();
-        self.up();
+        if fast {
+            let zip = self.zip.display().to_string();
+            let run = self.deploy(&["up", "--zip", &zip, "--fast-path"]);
+            assert_eq!(run.code, 0, "up --fast-path failed:\n{}", run.stderr);
+        } else {
+            self.up();
+        }
         self.settle();
         let logs = &self.lab.clients.logs;
         self.block_on(logs.create_log_group().log_group_name(self.lab.log_group()).send()).unwrap();
@@ -120,9 +149,13 @@ impl Local {
     }
 
     /// `up` from the current state: ok when it succeeds with the uninterrupted end state.
-    fn up_converges(&self, full: &Value) -> Result<(), String> {
+    fn up_converges(&self, full: &Value, fast: bool) -> Result<(), String> {
         let zip = self.zip.display().to_string();
-        let run = self.deploy(&["up", "--zip", &zip]);
+        let mut args = vec!["up", "--zip", &zip];
+        if fast {
+            args.push("--fast-path");
+        }
+        let run = self.deploy(&args);
         if run.code != 0 {
             return Err(format!("up exited {}: {}", run.code, run.stderr.lines().last().unwrap_or("")));
         }
@@ -158,19 +191,20 @@ fn cell(result: &Result<(), String>) -> String {
 
 /// Kills `up` at each point; from each killed state runs `up` again, and (from a second kill at
 /// the same point) `down`.
-fn up_matrix(name: &str, points: &[Point]) {
+fn up_matrix(name: &str, points: &[Point], fast: bool) {
     let env = Local::with_stub(name);
-    env.full_lab();
+    env.full_lab(fast);
     let full = env.end_state();
     assert!(full["function"].is_object() && full["rules"][0].is_object(), "{full:#}");
+    assert_eq!(full["fastPath"]["rule"]["targets"].as_array().map(Vec::len), fast.then_some(1), "{full:#}");
     let mut rows = Vec::new();
     let mut failures = Vec::new();
     for point in points {
         env.reset();
-        let first = env.kill("up", *point);
-        let up_again = env.up_converges(&full);
+        let first = env.kill("up", *point, fast);
+        let up_again = env.up_converges(&full, fast);
         env.reset();
-        let second = env.kill("up", *point);
+        let second = env.kill("up", *point, fast);
         let down = env.down_clears();
         for (what, result) in [("up again", &up_again), ("down", &down)] {
             if let Err(why) = result {
@@ -197,19 +231,19 @@ fn up_matrix(name: &str, points: &[Point]) {
 
 /// Kills `down` of a complete lab at each point; then `down` again must clear the lab, and (from
 /// a second kill) `up` must bring it back whole.
-fn down_matrix(name: &str, points: &[Point]) {
+fn down_matrix(name: &str, points: &[Point], fast: bool) {
     let env = Local::with_stub(name);
-    env.full_lab();
+    env.full_lab(fast);
     let full = env.end_state();
     let mut rows = Vec::new();
     let mut failures = Vec::new();
     for point in points {
-        env.full_lab();
-        let first = env.kill("down", *point);
+        env.full_lab(fast);
+        let first = env.kill("down", *point, fast);
         let down_again = env.down_clears();
-        env.full_lab();
-        let second = env.kill("down", *point);
-        let up = env.up_converges(&full);
+        env.full_lab(fast);
+        let second = env.kill("down", *point, fast);
+        let up = env.up_converges(&full, fast);
         for (what, result) in [("down again", &down_again), ("up", &up)] {
             if let Err(why) = result {
                 failures.push(format!("down killed {}, then {what}: {why}", point.label()));
@@ -234,20 +268,34 @@ fn down_matrix(name: &str, points: &[Point]) {
 
 #[test]
 fn up_killed_after_each_step_recovers() {
-    up_matrix("kill-up-steps", &UP_STEPS.map(Point::After));
+    up_matrix("kill-up-steps", &UP_STEPS.map(Point::After), false);
 }
 
 #[test]
 fn up_killed_during_each_mutating_call_recovers() {
-    up_matrix("kill-up-calls", &UP_CALLS.map(Point::During));
+    up_matrix("kill-up-calls", &UP_CALLS.map(Point::During), false);
 }
 
 #[test]
 fn down_killed_after_each_step_recovers() {
-    down_matrix("kill-down-steps", &DOWN_STEPS.map(Point::After));
+    down_matrix("kill-down-steps", &DOWN_STEPS.map(Point::After), false);
 }
 
 #[test]
 fn down_killed_during_each_mutating_call_recovers() {
-    down_matrix("kill-down-calls", &DOWN_CALLS.map(Point::During));
+    down_matrix("kill-down-calls", &DOWN_CALLS.map(Point::During), false);
+}
+
+/// `up --fast-path` killed at the fast path's steps and in its calls: `up --fast-path` again
+/// reaches the same end state (trail logging, the rule with its one target, the permission);
+/// `down` leaves neither trail nor rule.
+#[test]
+fn up_with_the_fast_path_killed_at_its_steps_and_calls_recovers() {
+    up_matrix("kill-up-fast", &FAST_UP_POINTS, true);
+}
+
+/// `down` of a lab with the fast path killed at its steps and calls.
+#[test]
+fn down_with_the_fast_path_killed_at_its_steps_and_calls_recovers() {
+    down_matrix("kill-down-fast", &FAST_DOWN_POINTS, true);
 }

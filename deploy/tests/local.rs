@@ -435,6 +435,7 @@ async fn lab_run_reports_the_revert_history_and_logs_then_tears_down() {
         timeout: Duration::from_secs(20),
         local_port: None,
         fast_path: false,
+        poll: deploy::lab_run::poll_interval(true),
     };
     let report = deploy::lab_run::run(&env.lab, &options).await.unwrap();
     assert!(report.reverted, "{report}");

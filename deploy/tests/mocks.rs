@@ -103,9 +103,12 @@ async fn access_denied_is_not_retried_and_names_the_operation() {
 
     assert_eq!(create.num_calls(), 1);
     assert_eq!(err.exit_code(), deploy::error::exit::FAILED);
-    assert_eq!(
-        err.to_string(),
-        "creating function awsconfig_lambda_security_group: AccessDeniedException: User: arn:aws:iam::123456789012:user/student is not authorized to perform: lambda:CreateFunction"
+    // What was being done, then the service's answer (the mock's HTTP status is its own, 418).
+    let text = err.to_string();
+    assert!(text.starts_with("creating function awsconfig_lambda_security_group: Lambda answered "), "{text}");
+    assert!(
+        text.ends_with(" AccessDeniedException: User: arn:aws:iam::123456789012:user/student is not authorized to perform: lambda:CreateFunction"),
+        "{text}"
     );
 }
 

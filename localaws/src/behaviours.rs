@@ -54,10 +54,12 @@ pub struct Behaviours {
     /// A created function is `Pending` (and an updated one `LastUpdateStatus: InProgress`) this
     /// long; UpdateFunctionCode and UpdateFunctionConfiguration meanwhile answer 409
     /// `ResourceConflictException`. Lambda Developer Guide, "Lambda function states".
+    /// Carried out by [`crate::function_states`].
     pub function_pending_ms: u64,
     /// EventBridge partial failures: every Nth entry of PutTargets and RemoveTargets (counted
     /// per account and region) is not applied and answered in `FailedEntries` with HTTP 200.
     /// EventBridge API reference, PutTargets / RemoveTargets ("FailedEntryCount"). 0: off.
+    /// Carried out by [`crate::eventbridge`].
     pub eventbridge_failed_entry_nth: u64,
     /// EC2 request-rate limits: a token bucket per API action, account and region, with EC2's
     /// documented default sizes and refill rates; an empty bucket answers 503

@@ -1,7 +1,9 @@
 //! Fault injection: makes chosen operations answer as AWS does when it throttles or fails —
 //! on a seeded fraction of calls or on every Nth call — or answer late. Only client requests
 //! entering the front are affected, never the front's own calls to moto; a fault answers instead
-//! of forwarding, so the operation did not happen (a delay answers after it did).
+//! of forwarding, so the operation did not happen (a delay answers after it did, and so does
+//! `then-5xx`: the change is made and the answer is a server error, as when AWS applies a
+//! request and the answer is lost or fails on its way back).
 //!
 //! Set with `POST /_sg-lab/faults` (a [`FaultSpec`] as JSON), cleared with `DELETE`; `GET` shows
 //! the spec and the faults injected so far, per operation.
@@ -31,6 +33,10 @@ pub enum FaultKind {
     /// never learns that it succeeded.
     #[serde(rename = "delay")]
     Delay,
+    /// The call is carried out, then answered with a server error as `5xx` does: the change is
+    /// made, and the client, told it failed, retries a call that already took effect.
+    #[serde(rename = "then-5xx")]
+    ThenServerError,
 }
 
 /// Which calls fail, and how.
@@ -150,6 +156,7 @@ impl Protocol {
 
 /// The error answer of a faulted call; `second` picks the 503 variant of a server error.
 pub fn answer(protocol: Protocol, kind: FaultKind, second: bool) -> Response {
+    let kind = if kind == FaultKind::ThenServerError { FaultKind::ServerError } else { kind };
     let request_id = "00000000-0000-4000-8000-00000000fa17";
     let (status, code, message) = match (kind, protocol, second) {
         (FaultKind::Throttle | FaultKind::Delay, Protocol::Json, _) => (400, "ThrottlingException", "Rate exceeded"),
@@ -163,15 +170,21 @@ pub fn answer(protocol: Protocol, kind: FaultKind, second: bool) -> Response {
         (FaultKind::Throttle | FaultKind::Delay, Protocol::RestJson, _) => {
             (429, "TooManyRequestsException", "Rate exceeded")
         }
-        (FaultKind::ServerError, Protocol::RestJson, _) => (500, "ServiceException", "An internal error occurred."),
-        (FaultKind::ServerError, Protocol::Ec2 | Protocol::S3, false) => {
+        (FaultKind::ServerError | FaultKind::ThenServerError, Protocol::RestJson, _) => {
+            (500, "ServiceException", "An internal error occurred.")
+        }
+        (FaultKind::ServerError | FaultKind::ThenServerError, Protocol::Ec2 | Protocol::S3, false) => {
             (500, "InternalError", "We encountered an internal error. Please try again.")
         }
-        (FaultKind::ServerError, Protocol::Ec2, true) => {
+        (FaultKind::ServerError | FaultKind::ThenServerError, Protocol::Ec2, true) => {
             (503, "Unavailable", "The server is overloaded and can't handle the request.")
         }
-        (FaultKind::ServerError, _, false) => (500, "InternalFailure", "The request processing has failed."),
-        (FaultKind::ServerError, _, true) => (503, "ServiceUnavailable", "The service is unavailable."),
+        (FaultKind::ServerError | FaultKind::ThenServerError, _, false) => {
+            (500, "InternalFailure", "The request processing has failed.")
+        }
+        (FaultKind::ServerError | FaultKind::ThenServerError, _, true) => {
+            (503, "ServiceUnavailable", "The service is unavailable.")
+        }
     };
     let mut response = match protocol {
         Protocol::Json => http::json_error(status, code, message),
@@ -228,6 +241,10 @@ pub enum Decision {
     },
     /// Carry the call out, then hold the answer back.
     Delay(Duration),
+    /// Carry the call out, then answer a server error (`second`: the 503 variant).
+    ThenFail {
+        second: bool,
+    },
 }
 
 /// The spec in force and what it did.
@@ -263,6 +280,7 @@ impl Faults {
         *self.injected.entry(key).or_default() += 1;
         match (spec.kind, spec.delay_ms) {
             (FaultKind::Delay, Some(ms)) => Decision::Delay(Duration::from_millis(ms)),
+            (FaultKind::ThenServerError, _) => Decision::ThenFail { second: n % 2 == 0 },
             (kind, _) => Decision::Fail { kind, second: n % 2 == 0 },
         }
     }
@@ -329,6 +347,9 @@ mod tests {
         assert_eq!(decisions(&mut faults, "iam", "CreateRole", 4), [true; 4]);
         faults.set(Some(spec(r#"{"operations":["CreateBucket"],"kind":"delay","delayMs":1500}"#)));
         assert_eq!(faults.decide("s3", "CreateBucket"), Decision::Delay(Duration::from_millis(1500)));
+        faults.set(Some(spec(r#"{"nth":2,"operations":["CreateRole"],"kind":"then-5xx"}"#)));
+        assert_eq!(faults.decide("iam", "CreateRole"), Decision::Pass);
+        assert_eq!(faults.decide("iam", "CreateRole"), Decision::ThenFail { second: true });
     }
 
     #[test]

@@ -12,8 +12,10 @@
 pub mod accounts;
 pub mod behaviours;
 pub mod config;
+pub mod eventbridge;
 pub mod events;
 pub mod faults;
+pub mod function_states;
 pub mod http;
 pub mod lambda;
 pub mod s3;
@@ -151,6 +153,10 @@ struct Front {
     behaviours: Mutex<Behaviours>,
     /// S3 as AWS has it: bucket regions, held names, late deliveries ([`s3`]).
     buckets: s3::Buckets,
+    /// EventBridge entries counted for partial failures ([`eventbridge`]).
+    entry_counts: eventbridge::EntryCounts,
+    /// Functions Pending or being updated ([`function_states`]).
+    function_states: function_states::FunctionStates,
     /// (account, region) whose default groups have their self-referencing rule.
     fixed_regions: Mutex<HashSet<(String, String)>>,
     /// The backend's clients per (account, region).
@@ -260,6 +266,8 @@ pub async fn start(options: Options) -> Result<LocalAws, String> {
         faults: Default::default(),
         behaviours: Mutex::new(options.behaviours.clone()),
         buckets: Default::default(),
+        entry_counts: Default::default(),
+        function_states: Default::default(),
         fixed_regions: Default::default(),
         clients: Default::default(),
         shutdown: Notify::new(),
@@ -374,6 +382,13 @@ impl Front {
                 tokio::time::sleep(delay).await;
                 answer
             }
+            Decision::ThenFail { second } => {
+                let protocol = Protocol::of(&service, &request);
+                let what = format!("{service}:{operation}");
+                let answer = self.carry_out(service, operation, request).await;
+                info!("fault injected: {what} was carried out ({}), answered with a server error", answer.status());
+                faults::answer(protocol, faults::FaultKind::ThenServerError, second)
+            }
         }
     }
 
@@ -411,6 +426,11 @@ impl Front {
         if let Some(target) = request.header("x-amz-target") {
             if target.starts_with("StarlingDoveService.") {
                 return self.config(operation, &account, &region, request).await;
+            }
+            let nth = self.behaviours().eventbridge_failed_entry_nth;
+            if target.starts_with("AWSEvents.") && nth > 0 {
+                let counts = &self.entry_counts;
+                return eventbridge::partial(&self.forwarder, counts, &account, &region, operation, request, nth).await;
             }
             return self.pass(&account, operation, request).await;
         }
@@ -463,6 +483,8 @@ impl Front {
         self.evaluations.clear();
         lock(&self.fixed_regions).clear();
         self.buckets.reset();
+        self.entry_counts.clear();
+        self.function_states.clear();
         self.executor.reset().await;
         info!("reset: moto's state and the front's");
     }
@@ -576,6 +598,71 @@ impl Front {
     async fn lambda(self: &Arc<Self>, operation: &str, account: &str, region: &str, request: &Request) -> Response {
         let segments = lambda_segments(request.path());
         let name = segments.get(2).map(|n| function_name(n));
+        let Some(window) = Behaviours::window(self.behaviours().function_pending_ms) else {
+            return self.lambda_call(operation, account, region, name, request).await;
+        };
+        self.lambda_states(operation, account, region, name, request, window).await
+    }
+
+    /// A Lambda call with functions Pending after their creation and InProgress after an
+    /// update, for `window` ([`function_states`]).
+    async fn lambda_states(
+        self: &Arc<Self>,
+        operation: &str,
+        account: &str,
+        region: &str,
+        name: Option<String>,
+        request: &Request,
+        window: Duration,
+    ) -> Response {
+        use function_states::Phase;
+        let states = &self.function_states;
+        let phase = name.as_deref().and_then(|n| states.current(account, region, n));
+        if let (Some(phase), "UpdateFunctionCode" | "UpdateFunctionConfiguration") = (phase, operation) {
+            let arn = format!("arn:aws:lambda:{region}:{account}:function:{}", name.unwrap_or_default());
+            return function_states::conflict(phase, &arn);
+        }
+        let created = match operation {
+            "CreateFunction" => serde_json::from_slice::<Value>(&request.body)
+                .ok()
+                .and_then(|b| b["FunctionName"].as_str().map(function_name)),
+            _ => None,
+        };
+        let answer = self.lambda_call(operation, account, region, name.clone(), request).await;
+        if !answer.status().is_success() {
+            return answer;
+        }
+        match (operation, created.or(name)) {
+            ("CreateFunction", Some(name)) => states.begin(account, region, &name, Phase::Pending, window),
+            ("UpdateFunctionCode" | "UpdateFunctionConfiguration", Some(name)) => {
+                states.begin(account, region, &name, Phase::InProgress, window)
+            }
+            ("DeleteFunction", Some(name)) => states.forget(account, region, &name),
+            _ => {}
+        }
+        let (Some(phase), "GetFunction" | "GetFunctionConfiguration") = (phase, operation) else { return answer };
+        let (parts, body) = answer.into_parts();
+        let bytes = http_body_util::BodyExt::collect(body).await.map(|c| c.to_bytes()).unwrap_or_default();
+        let Ok(mut value) = serde_json::from_slice::<Value>(&bytes) else {
+            return hyper::Response::from_parts(parts, http_body_util::Full::new(bytes));
+        };
+        if operation == "GetFunction" {
+            value["Configuration"] = function_states::show(phase, value["Configuration"].take());
+        } else {
+            value = function_states::show(phase, value);
+        }
+        hyper::Response::from_parts(parts, http_body_util::Full::new(Bytes::from(value.to_string())))
+    }
+
+    /// A Lambda call: invocations run by the executor, code stored for it, the rest to moto.
+    async fn lambda_call(
+        self: &Arc<Self>,
+        operation: &str,
+        account: &str,
+        region: &str,
+        name: Option<String>,
+        request: &Request,
+    ) -> Response {
         match operation {
             "Invoke" => return self.invoke_api(account, region, name.unwrap_or_default(), request).await,
             "CreateFunction" | "UpdateFunctionCode" => {

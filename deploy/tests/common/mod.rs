@@ -265,7 +265,42 @@ pub async fn leftovers(lab: &Lab) -> Vec<String> {
     left.extend(channels.delivery_channels().iter().map(|r| format!("channel {}", r.name().unwrap_or("?"))));
     let groups = c.logs.describe_log_groups().log_group_name_prefix(lab.log_group()).send().await.unwrap();
     left.extend(groups.log_groups().iter().map(|g| format!("log group {}", g.log_group_name().unwrap_or("?"))));
+    let trails = c.cloudtrail.describe_trails().send().await.unwrap();
+    left.extend(trails.trail_list().iter().map(|t| format!("trail {}", t.name().unwrap_or("?"))));
+    let rules = c.events.list_rules().send().await.unwrap();
+    left.extend(rules.rules().iter().map(|r| format!("event rule {}", r.name().unwrap_or("?"))));
     left
+}
+
+/// The fast path as deployed: the trail, the EventBridge rule with its targets, the events
+/// permission (`null` for each part that is absent).
+pub async fn fast_path_state(lab: &Lab) -> Value {
+    let c = &lab.clients;
+    let trail = match c.cloudtrail.get_trail().name(deploy::lab::TRAIL_NAME).send().await {
+        Err(_) => Value::Null,
+        Ok(out) => {
+            let logging = c.cloudtrail.get_trail_status().name(deploy::lab::TRAIL_NAME).send().await.ok();
+            let t = out.trail();
+            json!({
+                "bucket": t.and_then(|t| t.s3_bucket_name()),
+                "prefix": t.and_then(|t| t.s3_key_prefix()),
+                "logging": logging.and_then(|l| l.is_logging()),
+            })
+        }
+    };
+    let rule = match c.events.describe_rule().name(deploy::lab::FAST_PATH_RULE).send().await {
+        Err(_) => Value::Null,
+        Ok(out) => {
+            let targets = c.events.list_targets_by_rule().rule(deploy::lab::FAST_PATH_RULE).send().await.unwrap();
+            json!({
+                "state": out.state().map(|s| s.as_str().to_owned()),
+                "pattern": out.event_pattern().and_then(|p| serde_json::from_str::<Value>(p).ok()),
+                "targets": targets.targets().iter().map(|t| format!("{}={}", t.id(), t.arn())).collect::<Vec<_>>(),
+            })
+        }
+    };
+    let permission = deploy::function::statement(lab, deploy::lab::EVENTS_PERMISSION_SID).await.unwrap_or(None);
+    json!({"trail": trail, "rule": rule, "permission": permission.map(|mut p| { p.as_object_mut().map(|o| o.remove("Resource")); p })})
 }
 
 fn policy(text: Option<&str>) -> Value {
@@ -380,6 +415,7 @@ pub async fn end_state(lab: &Lab) -> Value {
         }));
     }
     json!({
+        "fastPath": fast_path_state(lab).await,
         "bucket": bucket,
         "roles": roles,
         "recorders": recorders,
