@@ -411,3 +411,24 @@ async fn empty(lab: &Lab) -> Result<usize> {
     }
     Err(Error::Failed(format!("bucket {name} is still not empty after 10,000 passes")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_name_is_the_consoles_and_the_regional_one_fits_s3s_limit() {
+        assert_eq!(default_name("123456789012"), "config-bucket-123456789012");
+        assert_eq!(regional_name("123456789012", "eu-west-1"), "config-bucket-123456789012-eu-west-1");
+        // S3 names are at most 63 characters; the longest region names are 14.
+        assert!(regional_name("123456789012", "ap-southeast-4").len() <= 63);
+    }
+
+    #[test]
+    fn the_waits_are_bounded_in_minutes_and_seconds() {
+        let hold = NAME_HOLD.bound();
+        assert!(hold > Duration::from_secs(120) && hold < Duration::from_secs(300), "{hold:?}");
+        let late = LATE_DELIVERY.bound();
+        assert!(late > Duration::from_secs(5) && late < Duration::from_secs(60), "{late:?}");
+    }
+}
