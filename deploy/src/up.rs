@@ -272,6 +272,11 @@ pub async fn down_with(lab: &Lab, options: &DownOptions) -> Report {
     report.record(many(recorder::delete(lab, dry_run).await, "recorder", &names.recorder));
     let config_role = role::delete(lab, "config-role", &names.config_role, dry_run).await;
     report.record(one(config_role, "config-role", &names.config_role));
+    // The bucket of `lab prepare`, when there is one (it is per region).
+    match crate::prepare::delete(lab, dry_run).await {
+        Ok(step) => report.record(step),
+        Err(err) => report.record([failed(crate::prepare::KIND, &crate::prepare::bucket_name(lab), err)]),
+    }
     if options.keep_account_wide {
         report.record([kept("bucket", &names.bucket)]);
     } else {
