@@ -114,6 +114,12 @@ async fn fan_out(global: &Global, command: &Command, targets: Vec<Target>) -> Re
                 .into(),
         ));
     }
+    if matches!(command, Command::Lab { command: LabCommand::Reset { dry_run: false } }) && !global.yes {
+        // Name every resource, and why it counts as the lab's, before asking.
+        let plan = Command::Lab { command: LabCommand::Reset { dry_run: true } };
+        let planned = deploy::fanout::run(global, &plan, targets.clone(), &confirm).await?;
+        eprint!("{}", deploy::reset::describe_plan(&planned));
+    }
     let run = deploy::fanout::run(global, command, targets, &confirm).await?;
     print(global.output, &run);
     if let Command::Lab { command: LabCommand::Check { html: Some(path) } } = command {

@@ -52,6 +52,31 @@ pub async fn reset(lab: &Lab, dry_run: bool) -> Report {
     report
 }
 
+/// The plan of a class's `lab reset --dry-run`, per target: what would be deleted or kept, and
+/// why. Shown before asking.
+pub fn describe_plan(run: &crate::fanout::Run) -> String {
+    let mut text = String::new();
+    for target in &run.targets {
+        text.push_str(&format!("{}: account {}\n", target.target.label(), target.account.as_deref().unwrap_or("-")));
+        let steps = target.result.as_ref().and_then(|r| r["steps"].as_array().cloned()).unwrap_or_default();
+        if steps.is_empty() {
+            text.push_str(&format!("  {}\n", target.detail.lines().next().unwrap_or("nothing found")));
+        }
+        for step in steps {
+            let line = format!(
+                "  {:<17} {:<40} {:<7} {}",
+                step["resource"].as_str().unwrap_or_default(),
+                step["name"].as_str().unwrap_or_default(),
+                step["action"].as_str().unwrap_or_default(),
+                step["detail"].as_str().unwrap_or_default()
+            );
+            text.push_str(line.trim_end());
+            text.push('\n');
+        }
+    }
+    text
+}
+
 fn kept(kind: &'static str, name: &str, why: impl Into<String>) -> Step {
     Step::new(kind, name, Action::Kept).detail(why)
 }

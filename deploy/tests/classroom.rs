@@ -475,6 +475,22 @@ async fn a_class_checked_step_by_step_then_the_hand_made_lab_reset() {
     }
     let _ = std::fs::remove_dir_all(&scratch);
 
+    // What cannot be read is `unknown`, with why; the other steps are still checked.
+    let spec = json!({"operations": ["config:DescribeDeliveryChannels"], "kind": "5xx"});
+    class.local.set_faults(Some(serde_json::from_value(spec).unwrap()));
+    let faulted = class.deploy(&["lab", "check", "--accounts", &alice_only, "--output", "json"]).await;
+    class.local.set_faults(None);
+    assert_eq!(faulted.code, 1, "{}", faulted.stderr);
+    let steps = faulted.json()["targets"][0]["result"]["steps"].clone();
+    for step in steps.as_array().unwrap() {
+        let expected = if step["id"] == "delivery" { "unknown" } else { "done" };
+        assert_eq!(step["status"], expected, "{step}");
+    }
+    assert!(
+        steps[1]["hint"].as_str().unwrap().starts_with("could not check: reading the delivery channels"),
+        "{steps:#}"
+    );
+
     // `lab prepare` in bob's account: the zip where the console can use it.
     let prepare = class.deploy(&["lab", "prepare", "--accounts", &bob_only, "--zip", zip, "--output", "json"]).await;
     assert_eq!(prepare.code, 0, "{}\n{}", prepare.stdout, prepare.stderr);
@@ -499,6 +515,12 @@ async fn a_class_checked_step_by_step_then_the_hand_made_lab_reset() {
     let refused = class.deploy(&["lab", "reset", "--accounts", &bob_only]).await;
     assert_eq!(refused.code, 4, "{}", refused.stderr);
     assert!(refused.stderr.contains("stdin is not a terminal"), "{}", refused.stderr);
+    // The plan came first: each resource and why it counts as the lab's.
+    assert!(
+        refused.stderr.contains("function          awsconfig_lambda_security_group          delete  the lab's name, runtime provided.al2023"),
+        "{}",
+        refused.stderr
+    );
     assert_eq!(resources(&bob).await, before, "a dry run and a refusal change nothing");
     let changed: Vec<String> = class
         .local
