@@ -523,9 +523,10 @@ async fn rule_step(lab: &Lab) -> Result<Outcome> {
     }
 }
 
-/// Whether the default group held more than the baseline at some point, by Config's own
-/// record of it: its configuration history (AWS keeps it while the recorder records security
-/// groups). `None` when the history cannot be read.
+/// Whether the default group was opened to the world beyond the baseline at some point, by
+/// Config's own record of it: its configuration history (kept while the recorder records
+/// security groups). Only rules from anywhere count: the default group's own rule (all traffic
+/// from itself) is not the exercise. `None` when the history cannot be read.
 async fn opened_in_history(lab: &Lab, group: &str) -> Option<bool> {
     let out = lab
         .clients
@@ -539,15 +540,22 @@ async fn opened_in_history(lab: &Lab, group: &str) -> Option<bool> {
         .ok()?;
     Some(out.configuration_items().iter().any(|item| {
         let configuration = item.configuration().and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok());
-        configuration.is_some_and(|c| {
-            c["ipPermissions"].as_array().is_some_and(|all| {
-                all.iter().any(|p| {
-                    let port = p["fromPort"].as_i64();
-                    p["ipProtocol"] != "tcp" || !matches!(port, Some(80 | 443)) || p["toPort"].as_i64() != port
-                })
-            })
-        })
+        configuration.is_some_and(|c| c["ipPermissions"].as_array().is_some_and(|all| all.iter().any(opened_to_world)))
     }))
+}
+
+/// A permission of a configuration item that lets anyone in on more than tcp 80 or 443.
+fn opened_to_world(permission: &serde_json::Value) -> bool {
+    let anywhere = |ranges: &serde_json::Value, key: &str, cidr: &str| {
+        ranges.as_array().is_some_and(|all| all.iter().any(|r| r == cidr || r[key] == cidr))
+    };
+    let from_anywhere = anywhere(&permission["ipRanges"], "cidrIp", "0.0.0.0/0")
+        || anywhere(&permission["ipv4Ranges"], "cidrIp", "0.0.0.0/0")
+        || anywhere(&permission["ipv6Ranges"], "cidrIpv6", "::/0");
+    let port = permission["fromPort"].as_i64();
+    let required =
+        permission["ipProtocol"] == "tcp" && matches!(port, Some(80 | 443)) && permission["toPort"].as_i64() == port;
+    from_anywhere && !required
 }
 
 /// Whether the rule evaluated `group` NON_COMPLIANT: from the local AWS's history, else from
@@ -717,6 +725,18 @@ mod tests {
         assert!(allows_config(&policy));
         let events = json!({"Statement": [{"Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"}, "Action": "lambda:InvokeFunction"}]});
         assert!(!allows_config(&events));
+    }
+
+    #[test]
+    fn only_rules_from_anywhere_beyond_the_baseline_count_as_opened() {
+        let smtps = json!({"ipProtocol": "tcp", "fromPort": 465, "toPort": 465, "ipv4Ranges": [{"cidrIp": "0.0.0.0/0"}], "ipRanges": ["0.0.0.0/0"]});
+        assert!(opened_to_world(&smtps));
+        let https = json!({"ipProtocol": "tcp", "fromPort": 443, "toPort": 443, "ipRanges": ["0.0.0.0/0"]});
+        assert!(!opened_to_world(&https));
+        let itself = json!({"ipProtocol": "-1", "userIdGroupPairs": [{"groupId": "sg-1"}], "ipRanges": []});
+        assert!(!opened_to_world(&itself));
+        let ipv6 = json!({"ipProtocol": "tcp", "fromPort": 993, "toPort": 993, "ipv6Ranges": [{"cidrIpv6": "::/0"}]});
+        assert!(opened_to_world(&ipv6));
     }
 
     #[test]

@@ -598,6 +598,42 @@ async fn a_class_checked_step_by_step_then_the_hand_made_lab_reset() {
     assert_eq!(action(steps, "artifact-bucket")[0].1, "delete", "{steps:#}");
     let left = resources(&alice).await;
     assert!(left.iter().all(|r| !r.starts_with("bucket ")), "{left:?}");
+
+    // One target (the caller's own, empty account): the check as text and a one-row page;
+    // prepare says what to enter; reset names what it would delete before refusing.
+    let page = class.dir.join("one.html");
+    let one = class.deploy(&["lab", "check", "--region", REGION, "--html", page.to_str().unwrap()]).await;
+    assert_eq!(one.code, 1, "{}\n{}", one.stdout, one.stderr);
+    assert!(one.stdout.starts_with("lab check in account 123456789012, region us-west-2, at "), "{}", one.stdout);
+    assert!(one.stdout.contains("0 of 9 steps done"), "{}", one.stdout);
+    assert!(one.stderr.contains("error: not every step of the lab is done: recorder, delivery"), "{}", one.stderr);
+    assert_eq!(std::fs::read_to_string(&page).unwrap().matches("data-step=").count(), 9);
+    let prepare = class.deploy(&["lab", "prepare", "--region", REGION, "--zip", zip]).await;
+    assert_eq!(prepare.code, 0, "{}\n{}", prepare.stdout, prepare.stderr);
+    for line in [
+        "Upload from Amazon S3 location: https://sg-lab-artifacts-123456789012-us-west-2.s3.us-west-2.amazonaws.com/awsconfig_lambda_security_group/bootstrap.zip",
+        "Runtime         Amazon Linux 2023 (provided.al2023)",
+        "Handler         bootstrap",
+        "Execution role  awsconfig_lambda_ec2_security_group_role",
+        "\"config:PutEvaluations\"",
+    ] {
+        assert!(prepare.stdout.contains(line), "{line}\n{}", prepare.stdout);
+    }
+    let refused = class.deploy(&["lab", "reset", "--region", REGION]).await;
+    assert_eq!(refused.code, 4, "{}", refused.stderr);
+    assert!(
+        refused.stderr.lines().any(|l| l.starts_with("  artifact-bucket")
+            && l.contains("sg-lab-artifacts-123456789012-us-west-2")
+            && l.contains("delete")
+            && l.contains("made by `lab prepare`")),
+        "{}",
+        refused.stderr
+    );
+    let reset = class.deploy(&["lab", "reset", "--region", REGION, "--yes"]).await;
+    assert_eq!(reset.code, 0, "{}\n{}", reset.stdout, reset.stderr);
+    assert!(reset.stdout.contains("deleted"), "{}", reset.stdout);
+    let teacher = class.deploy(&["lab", "prepare", "--region", REGION, "--zip", zip, "--output", "json"]).await;
+    assert_eq!(teacher.code, 0, "a reset bucket name can be prepared again: {}", teacher.stderr);
 }
 
 fn is_mutating(operation: &str) -> bool {
