@@ -201,6 +201,9 @@ async fn by_hand(lab: &Lab, zip: &Path) {
     let channel = aws_sdk_config::types::DeliveryChannel::builder().name("default").s3_bucket_name(bucket).build();
     c.config.put_delivery_channel().delivery_channel(channel).send().await.unwrap();
     c.config.start_configuration_recorder().configuration_recorder_name("default").send().await.unwrap();
+    // What Config delivers (the bucket is emptied before it is deleted).
+    let snapshot = format!("AWSLogs/{account}/Config/{REGION}/ConfigSnapshot.json.gz");
+    c.s3.put_object().bucket(bucket).key(snapshot).body(b"{}".to_vec().into()).send().await.unwrap();
 
     let lambda_trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]});
     // The lab's policy as a student pastes it: same grants, another order and layout.
@@ -252,6 +255,8 @@ async fn by_hand(lab: &Lab, zip: &Path) {
             .await
             .unwrap();
     }
+    // The console's test invocation leaves the function's log group (without a revert in it).
+    c.logs.create_log_group().log_group_name(lab.log_group()).send().await.unwrap();
     c.lambda
         .add_permission()
         .function_name(&lab.names.function)
@@ -549,6 +554,7 @@ async fn a_class_checked_step_by_step_then_the_hand_made_lab_reset() {
     for resource in [
         "function",
         "invoke-permission",
+        "log-group",
         "function-role",
         "recorder",
         "delivery-channel",
