@@ -181,6 +181,27 @@ pub enum LabCommand {
         #[arg(long, value_name = "DURATION", value_parser = crate::logs::parse_duration)]
         wait: Option<std::time::Duration>,
     },
+    /// Check each step of the lab, made in the console or by `up`: done, missing or unknown,
+    /// with a hint (exit 0 when every step is done, 1 otherwise)
+    Check {
+        /// Also write the result as one self-contained HTML page (a grid of students by steps)
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+    },
+    /// Delete what a student made by hand for the lab, found by the lab's names and shapes;
+    /// anything else is reported and kept
+    Reset {
+        /// Show what would be deleted and why; change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Put the function zip in an S3 bucket of the account for the Lambda console, and print
+    /// what the student enters
+    Prepare {
+        /// The function zip (see `up --zip`)
+        #[arg(long, value_name = "PATH")]
+        zip: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

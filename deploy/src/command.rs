@@ -22,6 +22,8 @@ pub enum Done {
     Status(Box<Status>),
     Evaluation(Option<Compliance>),
     Run(Box<RunReport>),
+    Check(Box<crate::check::Check>),
+    Prepared(Box<crate::prepare::Prepared>),
 }
 
 impl Done {
@@ -45,6 +47,8 @@ impl Done {
                 (true, None) => format!("reverted {}", run.group),
                 (false, _) => format!("{} not reverted", run.group),
             },
+            Done::Check(check) => check.summary(),
+            Done::Prepared(prepared) => format!("uploaded {}", prepared.s3_uri),
         }
     }
 }
@@ -99,6 +103,8 @@ impl fmt::Display for Done {
                 Ok(())
             }
             Done::Run(run) => write!(f, "{run}"),
+            Done::Check(check) => write!(f, "{check}"),
+            Done::Prepared(prepared) => write!(f, "{prepared}"),
         }
     }
 }
@@ -107,6 +113,7 @@ impl fmt::Display for Done {
 pub fn destroys(command: &Command, global: &Global) -> bool {
     match command {
         Command::Down { dry_run } => !dry_run,
+        Command::Lab { command: LabCommand::Reset { dry_run } } => !dry_run,
         // Against the local AWS this command started itself, there is nothing of the user's.
         Command::Lab { command: LabCommand::Run { keep, .. } } => !keep && !local_auto(global),
         _ => false,
@@ -180,6 +187,26 @@ pub async fn execute(lab: &Lab, command: &Command, global: &Global, context: Con
                 None
             };
             (Some(Done::Run(Box::new(report))), error)
+        }
+        Command::Lab { command: LabCommand::Check { .. } } => {
+            let check = crate::check::check(lab, crate::check::local_port(global)).await;
+            let error = (!check.all_done())
+                .then(|| Error::Failed(format!("not every step of the lab is done: {}", check.not_done().join(", "))));
+            (Some(Done::Check(Box::new(check))), error)
+        }
+        Command::Lab { command: LabCommand::Reset { dry_run } } => {
+            let report = crate::reset::reset(lab, *dry_run).await;
+            let failed: Vec<String> = report.failed().map(|s| format!("{} {}", s.resource, s.name)).collect();
+            let error = (!failed.is_empty()).then(|| {
+                Error::Failed(format!(
+                    "lab reset left resources behind: {}; run `deploy lab reset` again",
+                    failed.join(", ")
+                ))
+            });
+            (Some(Done::Report(report)), error)
+        }
+        Command::Lab { command: LabCommand::Prepare { zip } } => {
+            split(crate::prepare::prepare(lab, zip.as_deref()).await.map(|p| Done::Prepared(Box::new(p))))
         }
         Command::Evaluate { wait } => split(crate::evaluate::evaluate(lab, *wait).await.map(Done::Evaluation)),
         Command::Status => split(crate::status::status(lab).await.map(|s| Done::Status(Box::new(s)))),

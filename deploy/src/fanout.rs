@@ -202,6 +202,10 @@ impl Run {
 
 impl fmt::Display for Run {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.command == "lab check" {
+            // A column per step of the lab.
+            return crate::check::write_class_table(f, self);
+        }
         let rows: Vec<[String; 6]> = self
             .targets
             .iter()
@@ -416,6 +420,9 @@ fn command_name(command: &Command) -> &'static str {
         Command::Local { .. } => "local",
         Command::Lab { command: crate::cli::LabCommand::OpenPorts } => "lab open-ports",
         Command::Lab { command: crate::cli::LabCommand::Run { .. } } => "lab run",
+        Command::Lab { command: crate::cli::LabCommand::Check { .. } } => "lab check",
+        Command::Lab { command: crate::cli::LabCommand::Reset { .. } } => "lab reset",
+        Command::Lab { command: crate::cli::LabCommand::Prepare { .. } } => "lab prepare",
     }
 }
 

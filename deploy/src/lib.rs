@@ -8,6 +8,8 @@
 
 pub mod artifact;
 pub mod bucket;
+pub mod check;
+pub mod check_html;
 pub mod cli;
 pub mod command;
 pub mod connect;
@@ -21,9 +23,11 @@ pub mod lab_run;
 pub mod local;
 pub mod logs;
 pub mod open_ports;
+pub mod prepare;
 pub mod progress;
 pub mod recorder;
 pub mod report;
+pub mod reset;
 pub mod retry;
 pub mod role;
 pub mod rule;

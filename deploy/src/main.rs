@@ -5,8 +5,8 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
-use deploy::cli::{Cli, Command, Global, LocalCommand, Output};
-use deploy::command::{destroys, execute, Context};
+use deploy::cli::{Cli, Command, Global, LabCommand, LocalCommand, Output};
+use deploy::command::{destroys, execute, Context, Done};
 use deploy::error::{Error, Result};
 use deploy::fanout::Target;
 use deploy::progress::Progress;
@@ -75,11 +75,27 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if destroys(&cli.command, global) && !global.yes {
+        if let Command::Lab { command: LabCommand::Reset { .. } } = &cli.command {
+            // Name every resource, and why it counts as the lab's, before asking.
+            eprint!("{}", deploy::reset::reset(&lab, true).await);
+        }
         confirm(&[(String::new(), lab.account.clone(), lab.region.clone())])?;
     }
     let (done, error) = execute(&lab, &cli.command, global, Context::default()).await;
     if let Some(done) = &done {
         print(global.output, done);
+    }
+    if let (Command::Lab { command: LabCommand::Check { html: Some(path) } }, Some(Done::Check(check))) =
+        (&cli.command, &done)
+    {
+        let row = deploy::check_html::Row {
+            student: global.profile.clone().unwrap_or_else(|| lab.account.clone()),
+            account: lab.account.clone(),
+            region: lab.region.clone(),
+            check: Ok((**check).clone()),
+        };
+        deploy::check_html::write(path, std::slice::from_ref(&row), &check.checked_at)?;
+        eprintln!("wrote {}", path.display());
     }
     if let Some(err) = error {
         if matches!(cli.command, Command::Up { .. }) && done.is_some() {
@@ -98,8 +114,19 @@ async fn fan_out(global: &Global, command: &Command, targets: Vec<Target>) -> Re
                 .into(),
         ));
     }
+    if matches!(command, Command::Lab { command: LabCommand::Reset { dry_run: false } }) && !global.yes {
+        // Name every resource, and why it counts as the lab's, before asking.
+        let plan = Command::Lab { command: LabCommand::Reset { dry_run: true } };
+        let planned = deploy::fanout::run(global, &plan, targets.clone(), &confirm).await?;
+        eprint!("{}", deploy::reset::describe_plan(&planned));
+    }
     let run = deploy::fanout::run(global, command, targets, &confirm).await?;
     print(global.output, &run);
+    if let Command::Lab { command: LabCommand::Check { html: Some(path) } } = command {
+        let rows = deploy::check_html::rows_of_run(&run);
+        deploy::check_html::write(path, &rows, &deploy::check_html::checked_at(&rows))?;
+        eprintln!("wrote {}", path.display());
+    }
     if let Some(hint) = deploy::fanout::retry_hint(&run) {
         eprintln!("to run the failed targets again: {hint}");
     }

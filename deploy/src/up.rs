@@ -293,6 +293,11 @@ pub async fn down_with(lab: &Lab, options: &DownOptions) -> Report {
     report.record(many(recorder::delete(lab, dry_run).await, "recorder", &names.recorder));
     let config_role = role::delete(lab, "config-role", &names.config_role, dry_run).await;
     report.record(one(config_role, "config-role", &names.config_role));
+    // The bucket of `lab prepare`, when there is one (it is per region).
+    match crate::prepare::delete(lab, dry_run).await {
+        Ok(step) => report.record(step),
+        Err(err) => report.record([failed(crate::prepare::KIND, &crate::prepare::bucket_name(lab), err)]),
+    }
     match unresolved {
         None => report.record(one(bucket::delete(lab, dry_run).await, "bucket", &names.bucket)),
         Some(err) => report.record([failed("bucket", &names.bucket, err)]),
