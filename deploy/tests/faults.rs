@@ -195,7 +195,14 @@ fn local_serve_takes_a_fault_spec_and_refuses_a_bad_one() {
             let _ = lines.send(line);
         }
     });
-    let first = received.recv_timeout(Duration::from_secs(90)).unwrap();
+    // "AWS behaviours: …" may come first; the endpoint's line names the port.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let first = loop {
+        let line = received.recv_timeout(deadline.saturating_duration_since(Instant::now())).unwrap();
+        if line.contains("127.0.0.1:") {
+            break line;
+        }
+    };
     let port: u16 =
         first.split("127.0.0.1:").nth(1).and_then(|s| s.split(' ').next()).and_then(|p| p.parse().ok()).unwrap();
     let status = deploy().args(["local", "status", "--port", &port.to_string(), "--output", "json"]).output().unwrap();
