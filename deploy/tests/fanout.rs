@@ -110,7 +110,9 @@ async fn lab_resources(sdk: &SdkConfig) -> Vec<String> {
         found.push(format!("function {}", function.function_arn().unwrap_or_default()));
     }
     let config = aws_sdk_config::Client::new(sdk);
-    for rule in config.describe_config_rules().send().await.unwrap().config_rules() {
+    // A rule Config is deleting (DELETING) goes on its own: not left behind.
+    let rules = config.describe_config_rules().send().await.unwrap();
+    for rule in rules.config_rules().iter().filter(|r| !deploy::rule::is_deleting(r)) {
         found.push(format!("rule {}", rule.config_rule_name().unwrap_or_default()));
     }
     for recorder in config.describe_configuration_recorders().send().await.unwrap().configuration_recorders() {

@@ -139,3 +139,59 @@ async fn rule_creation_waits_until_config_may_invoke_the_function() {
     assert_eq!(step.action, Action::Create);
     assert_eq!(put.num_calls(), 2);
 }
+
+/// The lab's rule in `state`, as DescribeConfigRules answers.
+fn rule_in(lab: &Lab, state: aws_sdk_config::types::ConfigRuleState) -> aws_sdk_config::types::ConfigRule {
+    aws_sdk_config::types::ConfigRule::builder()
+        .config_rule_name(&lab.names.rule)
+        .config_rule_arn("arn:aws:config:us-west-2:123456789012:config-rule/config-rule-1")
+        .config_rule_state(state)
+        .build()
+}
+
+/// DeleteConfigRule answers ResourceInUseException: when the rule turns out DELETING (a `down`
+/// at the same time) it counts as deleted; when it is still ACTIVE (a remediation action holds
+/// it) the error stands.
+#[tokio::test]
+async fn a_rule_in_use_under_down_counts_as_deleted_only_when_config_is_deleting_it() {
+    use aws_sdk_config::operation::delete_config_rule::DeleteConfigRuleError;
+    use aws_sdk_config::operation::describe_config_rules::DescribeConfigRulesOutput;
+    use aws_sdk_config::operation::list_tags_for_resource::ListTagsForResourceOutput;
+    use aws_sdk_config::types::error::ResourceInUseException;
+    use aws_sdk_config::types::{ConfigRuleState, Tag};
+
+    for (after, deleted) in [(ConfigRuleState::Deleting, true), (ConfigRuleState::Active, false)] {
+        let mut lab = lab().await;
+        let (active, then) = (rule_in(&lab, ConfigRuleState::Active), rule_in(&lab, after.clone()));
+        let describe = mock!(aws_sdk_config::Client::describe_config_rules)
+            .sequence()
+            .output(move || DescribeConfigRulesOutput::builder().config_rules(active.clone()).build())
+            .output(move || DescribeConfigRulesOutput::builder().config_rules(then.clone()).build())
+            .build();
+        let tags = mock!(aws_sdk_config::Client::list_tags_for_resource).then_output(|| {
+            let tag = Tag::builder().key(deploy::lab::OWNER_TAG).value(deploy::lab::OWNER_VALUE).build();
+            ListTagsForResourceOutput::builder().tags(tag).build()
+        });
+        let delete = mock!(aws_sdk_config::Client::delete_config_rule).then_error(|| {
+            DeleteConfigRuleError::ResourceInUseException(
+                ResourceInUseException::builder()
+                    .message("The rule EC2_Security_Group is currently being deleted")
+                    .meta(meta("ResourceInUseException"))
+                    .build(),
+            )
+        });
+        lab.clients.config = mock_client!(aws_sdk_config, RuleMode::MatchAny, [&describe, &tags, &delete]);
+
+        let step = deploy::rule::delete(&lab, false).await;
+
+        assert_eq!(delete.num_calls(), 1);
+        match (deleted, step) {
+            (true, Ok(step)) => {
+                assert_eq!(step.action, Action::Absent);
+                assert!(step.detail.as_deref().is_some_and(|d| d.contains("being deleted")), "{step:?}");
+            }
+            (false, Err(err)) => assert!(err.to_string().contains("ResourceInUseException"), "{err}"),
+            (deleted, step) => panic!("{after:?} (deleted: {deleted}): {step:?}"),
+        }
+    }
+}
