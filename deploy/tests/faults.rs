@@ -310,7 +310,10 @@ fn local_serve_takes_a_fault_spec_and_refuses_a_bad_one() {
             let _ = lines.send(line);
         }
     });
-    let first = received.recv_timeout(Duration::from_secs(90)).unwrap();
+    // The line naming the endpoint (the behaviours in force may come first).
+    let first = std::iter::from_fn(|| received.recv_timeout(Duration::from_secs(90)).ok())
+        .find(|line| line.contains("local AWS on "))
+        .unwrap();
     let port: u16 =
         first.split("127.0.0.1:").nth(1).and_then(|s| s.split(' ').next()).and_then(|p| p.parse().ok()).unwrap();
     let status = deploy().args(["local", "status", "--port", &port.to_string(), "--output", "json"]).output().unwrap();
