@@ -77,10 +77,14 @@ impl Error {
             SdkError::ConstructionFailure(_) => {
                 (None, format!("the request to {service} could not be built: {}", causes(&err)))
             }
-            SdkError::ResponseError(_) => {
-                let status = err.raw_response().map(|r| format!(" {}", r.status().as_u16())).unwrap_or_default();
-                (None, format!("{service} answered{status} in a form that could not be read: {}", causes(&err)))
-            }
+            SdkError::ResponseError(_) => match err.raw_response().map(|r| r.status().as_u16()) {
+                // moto answers an operation it lacks with 500 and an HTML page.
+                Some(status @ 500..=599) => (None, not_implemented(status)),
+                status => {
+                    let status = status.map(|s| format!(" {s}")).unwrap_or_default();
+                    (None, format!("{service} answered{status} in a form that could not be read: {}", causes(&err)))
+                }
+            },
             _ => service_answer(service, &err),
         };
         Error::Aws { what, code, message }
@@ -106,10 +110,7 @@ fn service_answer<E: ProvideErrorMetadata>(service: &str, err: &SdkError<E>) -> 
     let mut message = match (&code, err.message(), status) {
         (Some(code), Some(message), _) => format!("{answered} {code}: {message}"),
         (Some(code), None, _) => format!("{answered} {code}"),
-        (None, _, Some(500..=599)) => format!(
-            "the endpoint answered HTTP {} without an AWS error; it does not implement this operation",
-            status.unwrap_or_default()
-        ),
+        (None, _, Some(status @ 500..=599)) => not_implemented(status),
         (None, Some(message), _) => format!("{answered} without an error code: {message}"),
         (None, None, _) => format!("{answered} without an error code or message"),
     };
@@ -122,6 +123,10 @@ fn service_answer<E: ProvideErrorMetadata>(service: &str, err: &SdkError<E>) -> 
         }
     }
     (code, message)
+}
+
+fn not_implemented(status: u16) -> String {
+    format!("the endpoint answered HTTP {status} without an AWS error; it does not implement this operation")
 }
 
 /// The service an SDK error type belongs to, by its crate (`aws_sdk_s3::…` → `S3`).
@@ -142,11 +147,12 @@ fn service_of<E>() -> &'static str {
     }
 }
 
-/// An error's own message and those of its causes, each once, joined by `: ` (what
-/// `DisplayErrorContext` shows, without repeating a message a wrapper already carries).
+/// The messages of an SDK error's causes, each once, joined by `: ` (what `DisplayErrorContext`
+/// shows, without the SDK's own "response error" / "dispatch failure", which the sentence says
+/// in words).
 fn causes(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(err);
+    let mut next = Some(err.source().unwrap_or(err));
     while let Some(e) = next {
         let text = e.to_string();
         if !parts.iter().any(|p| p.contains(&text)) {
@@ -236,6 +242,15 @@ mod tests {
         );
         let err = Error::aws("reading bucket b", service_error(none(), 404, &[]));
         assert_eq!(err.to_string(), "reading bucket b: S3 answered 404 without an error code or message");
+        let unreadable: SdkError<HeadBucketError, HttpResponse> =
+            SdkError::response_error("malformed JSON error body", response(500, &[]));
+        assert!(Error::aws("reading bucket b", unreadable)
+            .to_string()
+            .ends_with("it does not implement this operation"));
+        let unreadable: SdkError<HeadBucketError, HttpResponse> =
+            SdkError::response_error("malformed XML", response(200, &[]));
+        let text = Error::aws("reading bucket b", unreadable).to_string();
+        assert_eq!(text, "reading bucket b: S3 answered 200 in a form that could not be read: malformed XML");
         let timeout: SdkError<HeadBucketError, HttpResponse> = SdkError::timeout_error("too slow");
         assert_eq!(Error::aws("reading bucket b", timeout).to_string(), "reading bucket b: S3 did not answer in time");
         let failed: SdkError<HeadBucketError, HttpResponse> = SdkError::construction_failure("no bucket name given");

@@ -69,6 +69,76 @@ impl FunctionStates {
     }
 }
 
+/// A Lambda call the front carries out.
+pub struct Call<'a> {
+    pub operation: &'a str,
+    pub account: &'a str,
+    pub region: &'a str,
+    /// The function the path names (CreateFunction names it in its body).
+    pub name: Option<&'a str>,
+}
+
+impl FunctionStates {
+    /// Before a call: Lambda's 409 for an update of a function that is not ready, else the
+    /// phase the function is in.
+    pub fn before(
+        &self,
+        operation: &str,
+        account: &str,
+        region: &str,
+        name: Option<&str>,
+    ) -> Result<Option<Phase>, Box<Response>> {
+        let phase = name.and_then(|n| self.current(account, region, n));
+        match (phase, operation) {
+            (Some(phase), "UpdateFunctionCode" | "UpdateFunctionConfiguration") => {
+                let arn = format!("arn:aws:lambda:{region}:{account}:function:{}", name.unwrap_or_default());
+                Err(Box::new(conflict(phase, &arn)))
+            }
+            _ => Ok(phase),
+        }
+    }
+
+    /// After a call: a successful create or update starts its phase for `window`; GetFunction
+    /// and GetFunctionConfiguration show the phase the function was in.
+    pub async fn after(
+        &self,
+        call: &Call<'_>,
+        window: Duration,
+        body: &[u8],
+        phase: Option<Phase>,
+        answer: Response,
+    ) -> Response {
+        if !answer.status().is_success() {
+            return answer;
+        }
+        let (account, region) = (call.account, call.region);
+        let created = (call.operation == "CreateFunction")
+            .then(|| serde_json::from_slice::<Value>(body).ok())
+            .flatten()
+            .and_then(|b| b["FunctionName"].as_str().map(crate::function_name));
+        match (call.operation, created.as_deref().or(call.name)) {
+            ("CreateFunction", Some(name)) => self.begin(account, region, name, Phase::Pending, window),
+            ("UpdateFunctionCode" | "UpdateFunctionConfiguration", Some(name)) => {
+                self.begin(account, region, name, Phase::InProgress, window)
+            }
+            ("DeleteFunction", Some(name)) => self.forget(account, region, name),
+            _ => {}
+        }
+        let (Some(phase), "GetFunction" | "GetFunctionConfiguration") = (phase, call.operation) else { return answer };
+        let (parts, body) = answer.into_parts();
+        let bytes = http_body_util::BodyExt::collect(body).await.map(|c| c.to_bytes()).unwrap_or_default();
+        let Ok(mut value) = serde_json::from_slice::<Value>(&bytes) else {
+            return hyper::Response::from_parts(parts, http_body_util::Full::new(bytes));
+        };
+        if call.operation == "GetFunction" {
+            value["Configuration"] = show(phase, value["Configuration"].take());
+        } else {
+            value = show(phase, value);
+        }
+        hyper::Response::from_parts(parts, http_body_util::Full::new(bytes::Bytes::from(value.to_string())))
+    }
+}
+
 /// Lambda's answer to an update of a function that is Pending or being updated.
 pub fn conflict(phase: Phase, arn: &str) -> Response {
     let message = match phase {

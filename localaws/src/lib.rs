@@ -598,60 +598,21 @@ impl Front {
     async fn lambda(self: &Arc<Self>, operation: &str, account: &str, region: &str, request: &Request) -> Response {
         let segments = lambda_segments(request.path());
         let name = segments.get(2).map(|n| function_name(n));
-        let Some(window) = Behaviours::window(self.behaviours().function_pending_ms) else {
-            return self.lambda_call(operation, account, region, name, request).await;
-        };
-        self.lambda_states(operation, account, region, name, request, window).await
-    }
-
-    /// A Lambda call with functions Pending after their creation and InProgress after an
-    /// update, for `window` ([`function_states`]).
-    async fn lambda_states(
-        self: &Arc<Self>,
-        operation: &str,
-        account: &str,
-        region: &str,
-        name: Option<String>,
-        request: &Request,
-        window: Duration,
-    ) -> Response {
-        use function_states::Phase;
+        let window = Behaviours::window(self.behaviours().function_pending_ms);
         let states = &self.function_states;
-        let phase = name.as_deref().and_then(|n| states.current(account, region, n));
-        if let (Some(phase), "UpdateFunctionCode" | "UpdateFunctionConfiguration") = (phase, operation) {
-            let arn = format!("arn:aws:lambda:{region}:{account}:function:{}", name.unwrap_or_default());
-            return function_states::conflict(phase, &arn);
-        }
-        let created = match operation {
-            "CreateFunction" => serde_json::from_slice::<Value>(&request.body)
-                .ok()
-                .and_then(|b| b["FunctionName"].as_str().map(function_name)),
-            _ => None,
+        let phase = match window.map(|_| states.before(operation, account, region, name.as_deref())) {
+            Some(Err(conflict)) => return *conflict,
+            Some(Ok(phase)) => phase,
+            None => None,
         };
         let answer = self.lambda_call(operation, account, region, name.clone(), request).await;
-        if !answer.status().is_success() {
-            return answer;
-        }
-        match (operation, created.or(name)) {
-            ("CreateFunction", Some(name)) => states.begin(account, region, &name, Phase::Pending, window),
-            ("UpdateFunctionCode" | "UpdateFunctionConfiguration", Some(name)) => {
-                states.begin(account, region, &name, Phase::InProgress, window)
+        match window {
+            Some(window) => {
+                let call = function_states::Call { operation, account, region, name: name.as_deref() };
+                states.after(&call, window, &request.body, phase, answer).await
             }
-            ("DeleteFunction", Some(name)) => states.forget(account, region, &name),
-            _ => {}
+            None => answer,
         }
-        let (Some(phase), "GetFunction" | "GetFunctionConfiguration") = (phase, operation) else { return answer };
-        let (parts, body) = answer.into_parts();
-        let bytes = http_body_util::BodyExt::collect(body).await.map(|c| c.to_bytes()).unwrap_or_default();
-        let Ok(mut value) = serde_json::from_slice::<Value>(&bytes) else {
-            return hyper::Response::from_parts(parts, http_body_util::Full::new(bytes));
-        };
-        if operation == "GetFunction" {
-            value["Configuration"] = function_states::show(phase, value["Configuration"].take());
-        } else {
-            value = function_states::show(phase, value);
-        }
-        hyper::Response::from_parts(parts, http_body_util::Full::new(Bytes::from(value.to_string())))
     }
 
     /// A Lambda call: invocations run by the executor, code stored for it, the rest to moto.
