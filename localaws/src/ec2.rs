@@ -5,8 +5,8 @@
 //!   was before the change. EC2 Developer Guide, "Eventual consistency in the Amazon EC2 API":
 //!   "the result of an API command you run that affects your Amazon EC2 resources might not be
 //!   immediately visible to all subsequent commands you run". The front keeps, per group, the
-//!   answer from before its first change in the window, and splices it into later answers until
-//!   the window (counted from the latest change) has passed.
+//!   answer from just before its latest change, and splices it into later answers until the
+//!   window after that change has passed (reads move forward, never back).
 //! - **The change calls say what they did** (always on: they are answer shapes, not timing).
 //!   AuthorizeSecurityGroupIngress/Egress answer every rule they added in `SecurityGroupRules`
 //!   (moto lists only the last permission's); RevokeSecurityGroupIngress/Egress answer the rules
@@ -158,11 +158,7 @@ impl Ec2Answers {
             let until = Instant::now() + lag;
             let mut lagging = self.lagging();
             lagging.retain(|_, before| before.until > Instant::now());
-            lagging.entry(key).and_modify(|before| before.until = until).or_insert(Before {
-                group: before_group,
-                rules: before_rules,
-                until,
-            });
+            lagging.insert(key, Before { group: before_group, rules: before_rules, until });
         }
         http::response(200, "text/xml;charset=UTF-8", body)
     }
