@@ -109,22 +109,22 @@ impl Ec2Answers {
             && by_permission
             && in_default_vpc(moto, request, before_group.as_deref()).await
         {
-            // A default VPC revokes what matches and answers the rest back.
-            let mut last = None;
-            for (permission, one) in atomic_permissions(&form) {
-                let answer = moto.forward(&sub(one)).await;
-                if answer.status() != 200 {
-                    unknown.push(permission);
+            // A default VPC revokes what matches and answers the rest back. (moto's batch may
+            // have revoked the permissions before the one it did not find: revoking those again
+            // fails, harmlessly.)
+            let egress = action.ends_with("Egress");
+            for atomic in atomic_permissions(&form) {
+                let known = before_rules.iter().any(|rule| atomic.matches(rule, egress));
+                if known {
+                    moto.forward(&sub(atomic.form)).await;
                 } else {
-                    last = Some(text(answer).await);
+                    unknown.push(atomic.xml);
                 }
             }
-            body = last.unwrap_or_else(|| {
-                format!(
-                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{action}Response xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>{}</requestId><return>true</return></{action}Response>",
-                    request_id()
-                )
-            });
+            body = format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{action}Response xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>{}</requestId><return>true</return></{action}Response>",
+                request_id()
+            );
         } else if status != 200 {
             return http::response(status, "text/xml;charset=UTF-8", body);
         }
@@ -293,9 +293,55 @@ fn request_id() -> String {
     format!("{nanos:032x}")
 }
 
-/// The revoke by permission split into atomic permissions (one source each), with the XML of
-/// each as EC2 echoes an unknown permission and the form of a revoke of it alone.
-fn atomic_permissions(form: &[(String, String)]) -> Vec<(String, String)> {
+/// One permission with one source, from a request's form.
+struct Atomic {
+    /// As EC2 echoes an unknown permission.
+    xml: String,
+    /// The form of a revoke of it alone.
+    form: String,
+    protocol: String,
+    from: Option<String>,
+    to: Option<String>,
+    /// (`cidrIpv4` | `cidrIpv6` | `prefixListId` | `referencedGroupInfo`, value).
+    source: (&'static str, String),
+}
+
+impl Atomic {
+    /// Whether a DescribeSecurityGroupRules item is this rule.
+    fn matches(&self, rule: &str, egress: bool) -> bool {
+        let protocol = |p: &str| match p.to_ascii_lowercase().as_str() {
+            "6" => "tcp".to_owned(),
+            "17" => "udp".to_owned(),
+            "1" => "icmp".to_owned(),
+            "all" => "-1".to_owned(),
+            other => other.to_owned(),
+        };
+        let Some(rule_protocol) = child(rule, "ipProtocol") else { return false };
+        if child(rule, "isEgress").as_deref() != Some(if egress { "true" } else { "false" })
+            || protocol(&rule_protocol) != protocol(&self.protocol)
+        {
+            return false;
+        }
+        let ports_matter = !matches!(protocol(&self.protocol).as_str(), "-1");
+        if ports_matter && (child(rule, "fromPort") != self.from || child(rule, "toPort") != self.to) {
+            return false;
+        }
+        let (kind, value) = &self.source;
+        let found = if *kind == "referencedGroupInfo" {
+            rule.split("<referencedGroupInfo>")
+                .nth(1)
+                .and_then(|r| r.split("<groupId>").nth(1))
+                .and_then(|r| r.split('<').next())
+                .map(str::to_owned)
+        } else {
+            child(rule, kind)
+        };
+        found.as_deref() == Some(escape(value).as_str())
+    }
+}
+
+/// The revoke by permission split into atomic permissions (one source each).
+fn atomic_permissions(form: &[(String, String)]) -> Vec<Atomic> {
     // permission number -> (base fields, source (kind, number) -> fields)
     type Sources = BTreeMap<(String, u32), Vec<(String, String)>>;
     let mut permissions: BTreeMap<u32, (Vec<(String, String)>, Sources)> = BTreeMap::new();
@@ -345,7 +391,22 @@ fn atomic_permissions(form: &[(String, String)]) -> Vec<(String, String)> {
                 }
             }
             xml.push_str("</item>");
-            out.push((xml, one));
+            let field = |name: &str| base.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+            let value = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
+            let source = match kind.as_str() {
+                "IpRanges" => ("cidrIpv4", value("CidrIp")),
+                "Ipv6Ranges" => ("cidrIpv6", value("CidrIpv6")),
+                "PrefixListIds" => ("prefixListId", value("PrefixListId")),
+                _ => ("referencedGroupInfo", value("GroupId")),
+            };
+            out.push(Atomic {
+                xml,
+                form: one,
+                protocol: field("IpProtocol").unwrap_or_else(|| "-1".to_owned()),
+                from: field("FromPort"),
+                to: field("ToPort"),
+                source,
+            });
         }
     }
     out
@@ -529,12 +590,16 @@ mod tests {
         let form = http::form_decode("Action=RevokeSecurityGroupIngress&GroupId=sg-1&IpPermissions.1.IpProtocol=tcp&IpPermissions.1.FromPort=465&IpPermissions.1.ToPort=465&IpPermissions.1.IpRanges.1.CidrIp=0.0.0.0%2F0&IpPermissions.1.IpRanges.2.CidrIp=10.0.0.0%2F8&IpPermissions.2.IpProtocol=-1&IpPermissions.2.Groups.1.GroupId=sg-2&IpPermissions.2.Groups.1.UserId=111122223333");
         let atomic = atomic_permissions(&form);
         assert_eq!(atomic.len(), 3);
-        assert!(atomic[1].1.contains("IpPermissions.1.IpRanges.1.CidrIp=10.0.0.0%2F8"), "{}", atomic[1].1);
+        assert!(atomic[1].form.contains("IpPermissions.1.IpRanges.1.CidrIp=10.0.0.0%2F8"), "{}", atomic[1].form);
         assert!(
-            atomic[2].0.contains("<groups><item><groupId>sg-2</groupId><userId>111122223333</userId></item></groups>"),
+            atomic[2]
+                .xml
+                .contains("<groups><item><groupId>sg-2</groupId><userId>111122223333</userId></item></groups>"),
             "{}",
-            atomic[2].0
+            atomic[2].xml
         );
+        let rule = "<item><groupId>sg-1</groupId><isEgress>false</isEgress><ipProtocol>tcp</ipProtocol><fromPort>465</fromPort><toPort>465</toPort><cidrIpv4>0.0.0.0/0</cidrIpv4></item>";
+        assert!(atomic[0].matches(rule, false) && !atomic[1].matches(rule, false) && !atomic[0].matches(rule, true));
     }
 
     #[test]
