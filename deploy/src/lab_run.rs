@@ -87,7 +87,12 @@ pub async fn run(lab: &Lab, options: &RunOptions) -> Result<RunReport> {
     let opened = crate::open_ports::open_ports(lab).await?;
     let opened_at = Instant::now();
     let group = opened.steps.first().map(|s| s.name.clone()).unwrap_or_default();
-    let before = inbound(lab, &group).await?;
+    // The group as open-ports made it (exactly its four rules): a read right after the change
+    // may still show the group before it, as EC2's reads lag its writes.
+    let mut before: Vec<sg_function::rules::Rule> =
+        crate::open_ports::LAB_INGRESS.iter().filter_map(|r| r.parse().ok()).collect();
+    before.sort();
+    let before: Vec<String> = before.iter().map(ToString::to_string).collect();
     tracing::info!(
         "opened {group}: {}; waiting up to {:?} for the rule to revert it",
         before.join(", "),

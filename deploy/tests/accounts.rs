@@ -248,6 +248,12 @@ async fn the_fast_path_delivers_an_accounts_events_to_its_own_rules_only() {
         .ip_ranges(aws_sdk_ec2::types::IpRange::builder().cidr_ip("0.0.0.0/0").build())
         .build();
     b.clients.ec2.authorize_security_group_ingress().group_id(&group).ip_permissions(permission).send().await.unwrap();
+    // EC2's reads lag its writes: right after the change a read still shows the baseline from
+    // before it. Wait for a read that shows the opened rule first.
+    let opened = Instant::now();
+    while !inbound(&b).await.iter().any(|r| r == "tcp/3389@0.0.0.0/0") && opened.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     wait_for_baseline(&b, Duration::from_secs(5)).await;
     let after = [quiet(&a).await, quiet(&b).await];
     assert_eq!(after[0], before[0], "A's EventBridge rule must not see B's calls");

@@ -320,7 +320,9 @@ async fn security_group_calls_reach_matching_eventbridge_rules_as_cloudtrail_eve
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // The function took the group from the CloudTrail event and reverted it; its own
-    // AuthorizeSecurityGroupIngress comes back once more and finds nothing to do.
+    // AuthorizeSecurityGroupIngress comes back once more (delivered once reads show it) and
+    // finds nothing to do.
+    assert!(env.local.settle(Duration::from_secs(15)).await);
     let mut settled = invocations().await;
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -390,6 +392,12 @@ async fn the_fast_path_reverts_within_two_seconds_converges_and_goes_with_down()
         .unwrap();
     let opened = Instant::now();
     let baseline = ["tcp/80@0.0.0.0/0", "tcp/443@0.0.0.0/0"];
+    // EC2's reads lag its writes: the baseline a read shows right after the change is the group
+    // before it. Wait for a read that shows the opened rule first.
+    let open = "tcp/3389@0.0.0.0/0".to_owned();
+    while !env.inbound().await.contains(&open) && opened.elapsed() < Duration::from_secs(2) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     while env.inbound().await != baseline && opened.elapsed() < Duration::from_secs(2) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -399,6 +407,7 @@ async fn the_fast_path_reverts_within_two_seconds_converges_and_goes_with_down()
 
     // The function's own revoke comes back as an event: a bounded number of invocations, then
     // quiet.
+    assert!(env.local.settle(Duration::from_secs(10)).await);
     let mut last = invocations().await;
     let quiet = Instant::now();
     loop {

@@ -92,6 +92,28 @@ pub struct GroupPage {
 /// completely. Every requested group has an entry.
 pub type RulesByGroup = BTreeMap<String, Result<Vec<ObservedRule>, AwsError>>;
 
+/// What EC2's answer to a revoke or an authorize says of the rules asked for, beyond "done".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answered<T> {
+    /// Already so before the call (nothing to do, nothing done).
+    pub already: Vec<T>,
+    /// Not confirmed by the answer: may be as before the call.
+    pub unconfirmed: Vec<T>,
+}
+
+impl<T> Default for Answered<T> {
+    fn default() -> Self {
+        Answered { already: Vec::new(), unconfirmed: Vec::new() }
+    }
+}
+
+impl<T> Answered<T> {
+    pub fn merge(&mut self, other: Answered<T>) {
+        self.already.extend(other.already);
+        self.unconfirmed.extend(other.unconfirmed);
+    }
+}
+
 /// At most this many values per EC2 filter.
 pub const GROUPS_PER_FILTER: usize = 200;
 
@@ -108,9 +130,30 @@ pub trait Ec2: Send + Sync {
     /// Every ingress rule of these groups with its `SecurityGroupRuleId` (all pages; any number
     /// of groups, batched by the implementation).
     fn ingress_rules_of(&self, group_ids: &[String]) -> impl Future<Output = Result<RulesByGroup, AwsError>> + Send;
-    /// Revokes the rules: by rule id when every rule has one, else by permission.
-    fn revoke(&self, group_id: &str, rules: &[ObservedRule]) -> impl Future<Output = Result<(), AwsError>> + Send;
-    fn authorize(&self, group_id: &str, rules: &[Rule]) -> impl Future<Output = Result<(), AwsError>> + Send;
+    /// Revokes the rules: by rule id when every rule has one, else by permission (with the
+    /// referenced group's owner and peering). The answer's `already` are the rules whose ids
+    /// EC2 did not know (`InvalidSecurityGroupRuleId.NotFound`: ids are unique, so they were
+    /// gone); `unconfirmed` those in `UnknownIpPermissions` (a default VPC answers success for a
+    /// permission that matched nothing) or answered `InvalidPermission.NotFound` by permission
+    /// (gone, or never matched). Every other rule was revoked by this call.
+    fn revoke(
+        &self,
+        group_id: &str,
+        rules: &[ObservedRule],
+    ) -> impl Future<Output = Result<Answered<ObservedRule>, AwsError>> + Send;
+    /// Authorizes the rules. `already`: answered `InvalidPermission.Duplicate` (it exists);
+    /// `unconfirmed`: absent from the `SecurityGroupRules` the answer says it added. Every
+    /// other rule was added by this call.
+    fn authorize(
+        &self,
+        group_id: &str,
+        rules: &[Rule],
+    ) -> impl Future<Output = Result<Answered<Rule>, AwsError>> + Send;
+    /// The ids of the groups of these names (DescribeSecurityGroups `GroupNames`: EC2 looks
+    /// names up in the default VPC). A name that matches no group is left out.
+    fn group_ids_named(&self, names: &[String]) -> impl Future<Output = Result<Vec<String>, AwsError>> + Send;
+    /// Waits this long (between the bounded re-reads of a change whose answer left doubt).
+    fn pause(&self, duration: Duration) -> impl Future<Output = ()> + Send;
 
     /// One group; `Ok(None)` when it no longer exists.
     fn describe_group(&self, group_id: &str) -> impl Future<Output = Result<Option<GroupState>, AwsError>> + Send {

@@ -285,7 +285,7 @@ mod tests {
 
         let mut g = group(&["tcp/80@0.0.0.0/0", "tcp/443@0.0.0.0/0"]);
         for id in ["sgr-1", "sgr-2"] {
-            g.ingress.push(ObservedRule { rule: r("tcp/22@0.0.0.0/0"), id: Some(id.into()) });
+            g.ingress.push(ObservedRule::new(r("tcp/22@0.0.0.0/0"), Some(id.into())));
         }
         let d = evaluate(&g, &embedded_baseline().unwrap(), &Parameters::default());
         let ids: Vec<_> = d.plan.revoke.iter().map(|o| o.id.clone().unwrap()).collect();
@@ -361,7 +361,7 @@ mod tests {
 
         fn observed() -> impl Strategy<Value = Vec<ObservedRule>> {
             prop::collection::vec((rule(), prop::option::of("sgr-[0-9a-f]{6}")), 0..24)
-                .prop_map(|v| v.into_iter().map(|(rule, id)| ObservedRule { rule, id }).collect())
+                .prop_map(|v| v.into_iter().map(|(rule, id)| ObservedRule::new(rule, id)).collect())
         }
 
         fn apply(current: &[ObservedRule], plan: &Plan) -> BTreeSet<Rule> {

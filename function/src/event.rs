@@ -68,6 +68,9 @@ pub struct ApiCall {
     pub event_name: String,
     /// The security groups the call changed.
     pub groups: Vec<String>,
+    /// When the call named its group by name only (default VPC) and its answer no group id:
+    /// the names, for the handler to resolve.
+    pub group_names: Vec<String>,
     /// Set when the call failed; such calls changed nothing.
     pub error_code: Option<String>,
 }
@@ -98,17 +101,29 @@ impl ApiCall {
             .to_owned();
         let error_code = detail["errorCode"].as_str().map(str::to_owned);
         let request = &detail["requestParameters"];
-        // The changed group only: group ids inside ipPermissions are sources, not targets.
-        let candidates = [
-            &request["groupId"],
-            &request["ModifySecurityGroupRulesRequest"]["GroupId"],
-            &detail["responseElements"]["groupId"],
-        ];
-        let mut groups: Vec<String> = candidates.iter().filter_map(|v| v.as_str()).map(str::to_owned).collect();
-        groups.dedup();
-        if groups.is_empty() && error_code.is_none() {
+        let response = &detail["responseElements"];
+        // The changed group only: group ids inside ipPermissions are sources, not targets. A
+        // change by name (default VPC: `groupName`, no `groupId`) has the id in its answer's
+        // rules (`securityGroupRuleSet`, `revokedSecurityGroupRuleSet`) when it has any.
+        let rule_sets = ["securityGroupRuleSet", "revokedSecurityGroupRuleSet"]
+            .into_iter()
+            .flat_map(|set| response[set]["items"].as_array().into_iter().flatten())
+            .map(|rule| &rule["groupId"]);
+        let candidates =
+            [&request["groupId"], &request["ModifySecurityGroupRulesRequest"]["GroupId"], &response["groupId"]];
+        let mut groups: Vec<String> = Vec::new();
+        for id in candidates.into_iter().chain(rule_sets).filter_map(|v| v.as_str()) {
+            if !groups.iter().any(|g| g == id) {
+                groups.push(id.to_owned());
+            }
+        }
+        let mut group_names = Vec::new();
+        if groups.is_empty() {
+            group_names.extend(request["groupName"].as_str().filter(|n| !n.trim().is_empty()).map(str::to_owned));
+        }
+        if groups.is_empty() && group_names.is_empty() && error_code.is_none() {
             return Err(EventError(format!(
-                "the CloudTrail event of {event_name} names no security group id (requestParameters.groupId, ModifySecurityGroupRulesRequest.GroupId or responseElements.groupId)"
+                "the CloudTrail event of {event_name} names no security group (requestParameters.groupId or groupName, ModifySecurityGroupRulesRequest.GroupId, responseElements.groupId or securityGroupRuleSet)"
             )));
         }
         if let Some(bad) = groups.iter().find(|g| !g.starts_with("sg-")) {
@@ -116,7 +131,7 @@ impl ApiCall {
                 "`{bad}` in the CloudTrail event of {event_name} is not a security group id"
             )));
         }
-        Ok(ApiCall { event_name, groups, error_code })
+        Ok(ApiCall { event_name, groups, group_names, error_code })
     }
 }
 

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, PoisonError};
 
-use crate::aws::{AwsError, Ec2, ErrorKind, EvaluationRecord, Evaluations, GroupPage, RulesByGroup};
+use crate::aws::{Answered, AwsError, Ec2, ErrorKind, EvaluationRecord, Evaluations, GroupPage, RulesByGroup};
 use crate::evaluate::GroupState;
 use crate::rules::{ObservedRule, Rule};
 
@@ -31,6 +31,16 @@ pub struct FakeEc2 {
     pub unreadable_once_changed: BTreeSet<String>,
     /// Groups changed so far.
     pub changed: Mutex<BTreeSet<String>>,
+    /// EC2's read lag: once a group was changed, DescribeSecurityGroups and
+    /// DescribeSecurityGroupRules keep answering it as it was before its first change.
+    pub stale_reads: bool,
+    /// Each group as it was before its first change (what a lagging read answers).
+    pub before_change: Mutex<BTreeMap<String, FakeGroup>>,
+    /// Group names (default VPC) to ids.
+    pub names: BTreeMap<String, String>,
+    /// Revokes by permission match nothing and answer every rule back as unknown, as a default
+    /// VPC does for a permission that differs from the rule (e.g. without its `UserId`).
+    pub unmatched_revokes: bool,
 }
 
 impl FakeEc2 {
@@ -104,15 +114,20 @@ impl FakeEc2 {
         Ok(())
     }
 
+    /// A group as a read answers it: as it was before its first change while reads lag.
     pub fn state(&self, id: &str, with_ids: bool) -> Option<GroupState> {
+        let before = self.before_change.lock().unwrap_or_else(PoisonError::into_inner);
         let groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
-        let (tags, rules) = groups.get(id)?;
+        let (tags, rules) = match before.get(id) {
+            Some(old) if self.stale_reads => old,
+            _ => groups.get(id)?,
+        };
         Some(GroupState {
             group_id: id.to_owned(),
             tags: tags.clone(),
             ingress: rules
                 .iter()
-                .map(|(rid, rule)| ObservedRule { rule: rule.clone(), id: with_ids.then(|| rid.clone()) })
+                .map(|(rid, rule)| ObservedRule::new(rule.clone(), with_ids.then(|| rid.clone())))
                 .collect(),
         })
     }
@@ -172,38 +187,77 @@ impl Ec2 for FakeEc2 {
             .collect())
     }
 
-    async fn revoke(&self, group_id: &str, rules: &[ObservedRule]) -> Result<(), AwsError> {
+    async fn revoke(&self, group_id: &str, rules: &[ObservedRule]) -> Result<Answered<ObservedRule>, AwsError> {
         self.call("RevokeSecurityGroupIngress")?;
-        self.changed.lock().unwrap_or_else(PoisonError::into_inner).insert(group_id.to_owned());
+        self.remember(group_id);
         let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
         if self.vanishing.contains(group_id) {
             groups.remove(group_id);
             return Err(not_found("RevokeSecurityGroupIngress"));
         }
         let Some((_, existing)) = groups.get_mut(group_id) else { return Err(not_found("RevokeSecurityGroupIngress")) };
+        // As EC2 in a default VPC: a permission that matches nothing is answered back as unknown;
+        // an unknown rule id was gone.
+        let mut answered = Answered::default();
+        if self.unmatched_revokes {
+            answered.unconfirmed = rules.iter().filter(|o| o.id.is_none()).cloned().collect();
+            return Ok(answered);
+        }
         for revoked in rules {
+            let before = existing.len();
             match &revoked.id {
                 Some(id) => existing.retain(|(rid, _)| rid != id),
                 None => existing.retain(|(_, rule)| rule != &revoked.rule),
             }
+            if existing.len() == before {
+                match revoked.id {
+                    Some(_) => answered.already.push(revoked.clone()),
+                    None => answered.unconfirmed.push(revoked.clone()),
+                }
+            }
         }
-        Ok(())
+        Ok(answered)
     }
 
-    async fn authorize(&self, group_id: &str, rules: &[Rule]) -> Result<(), AwsError> {
+    async fn authorize(&self, group_id: &str, rules: &[Rule]) -> Result<Answered<Rule>, AwsError> {
         self.call("AuthorizeSecurityGroupIngress")?;
-        self.changed.lock().unwrap_or_else(PoisonError::into_inner).insert(group_id.to_owned());
+        self.remember(group_id);
+        let mut answered = Answered::default();
         for rule in rules {
             let id = self.new_id();
             let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
             let Some((_, existing)) = groups.get_mut(group_id) else {
-                return Err(not_found("RevokeSecurityGroupIngress"));
+                return Err(not_found("AuthorizeSecurityGroupIngress"));
             };
-            if !existing.iter().any(|(_, r)| r == rule) {
+            if existing.iter().any(|(_, r)| r == rule) {
+                answered.already.push(rule.clone());
+            } else {
                 existing.push((id, rule.clone()));
             }
         }
-        Ok(())
+        Ok(answered)
+    }
+
+    async fn group_ids_named(&self, names: &[String]) -> Result<Vec<String>, AwsError> {
+        self.call("DescribeSecurityGroups")?;
+        Ok(names.iter().filter_map(|n| self.names.get(n).cloned()).collect())
+    }
+
+    async fn pause(&self, _duration: std::time::Duration) {
+        // In memory, time is not waited for; a lagging read ends with the first pause.
+        self.before_change.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    }
+}
+
+impl FakeEc2 {
+    /// Marks the group changed, keeping its state before the first change.
+    fn remember(&self, group_id: &str) {
+        self.changed.lock().unwrap_or_else(PoisonError::into_inner).insert(group_id.to_owned());
+        let group = self.groups.lock().unwrap_or_else(PoisonError::into_inner).get(group_id).cloned();
+        if let Some(group) = group {
+            let mut before = self.before_change.lock().unwrap_or_else(PoisonError::into_inner);
+            before.entry(group_id.to_owned()).or_insert(group);
+        }
     }
 }
 

@@ -68,7 +68,7 @@ pub fn check_plan(data: &[u8]) {
     let current: Vec<ObservedRule> = current
         .iter()
         .enumerate()
-        .map(|(i, rule)| ObservedRule { rule: rule.clone(), id: (i % 3 != 0).then(|| format!("sgr-{i:04}")) })
+        .map(|(i, rule)| ObservedRule::new(rule.clone(), (i % 3 != 0).then(|| format!("sgr-{i:04}"))))
         .collect();
     let Plan { revoke, authorize } = plan(&current, required);
     let required: BTreeSet<&Rule> = required.iter().collect();

@@ -2,21 +2,23 @@
 //!
 //! The order of things is the safety argument: the event and the rule parameters are parsed
 //! completely before the first AWS call, so a malformed event or a bad parameter never changes
-//! a group; a group is changed only after it was read completely; after a change the group is
-//! read again and must equal the baseline.
+//! a group; a group is changed only after it was read completely; after a change EC2's answers
+//! to the revoke and the authorize must confirm each rule changed (the group then holds exactly
+//! the baseline), else the group is read again, bounded, until it equals the baseline.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use aws_smithy_types::DateTime;
 use futures_util::future;
 use futures_util::stream::{self, StreamExt};
 use tracing::{info, warn};
 
-use crate::aws::{AwsError, Ec2, ErrorKind, EvaluationRecord, Evaluations, RulesByGroup};
-use crate::evaluate::{describe_changes, evaluate, plan, truncate, Compliance, GroupState, Plan};
+use crate::aws::{Answered, AwsError, Ec2, ErrorKind, EvaluationRecord, Evaluations, RulesByGroup};
+use crate::evaluate::{describe_changes, evaluate, plan, truncate, Compliance, GroupState, Plan, COMPLIANT_ANNOTATION};
 use crate::event::{ApiCall, EventError, Invocation, Message, ResourceRef, SECURITY_GROUP};
 use crate::parameters::{Mode, ParameterError, Parameters};
-use crate::rules::{embedded_baseline, permissions_json, Rule, RuleError};
+use crate::rules::{embedded_baseline, permissions_json, ObservedRule, Rule, RuleError};
 
 /// PutEvaluations accepts at most this many evaluations per call.
 pub const EVALUATIONS_PER_CALL: usize = 100;
@@ -89,6 +91,10 @@ pub struct Handler<E, C> {
     baseline: Vec<Rule>,
     /// Rule parameters for API-call events, which carry none (the function's `RULE_PARAMETERS`).
     api_call_parameters: Option<String>,
+    /// DescribeSecurityGroupRules was denied: not asked again for the life of the process (a
+    /// warm Lambda execution environment). Each denied call is an `UnauthorizedOperation` in
+    /// CloudTrail, which trips the usual "unauthorized API calls" alarms.
+    rules_denied: AtomicBool,
 }
 
 impl<E: Ec2, C: Evaluations> Handler<E, C> {
@@ -100,7 +106,7 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
                 "it holds no rule; an empty baseline would strip every group".into(),
             )));
         }
-        Ok(Handler { ec2, config, baseline, api_call_parameters: None })
+        Ok(Handler { ec2, config, baseline, api_call_parameters: None, rules_denied: AtomicBool::new(false) })
     }
 
     /// The rule parameters applied to API-call events (JSON, as Config passes them).
@@ -167,7 +173,20 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
             return Ok(outcome);
         }
         let required = parameters.required_ingress.clone().unwrap_or_else(|| self.baseline.clone());
-        for group in &call.groups {
+        let mut groups = call.groups.clone();
+        if groups.is_empty() && !call.group_names.is_empty() {
+            // A change by group name (default VPC) whose answer names no group id.
+            let names = call.group_names.join(", ");
+            groups = self
+                .ec2
+                .group_ids_named(&call.group_names)
+                .await
+                .map_err(|e| HandlerError::aws(&format!("(named {names})"), e))?;
+            if groups.is_empty() {
+                info!("{}: no security group is named {names} any more; nothing to check", call.event_name);
+            }
+        }
+        for group in &groups {
             let (compliance, annotation) = self.check_group(group, &required, &parameters, &mut outcome).await?;
             info!("{} on {group}: {compliance} {annotation}", call.event_name);
         }
@@ -243,9 +262,16 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
         let ids = [group_id.to_owned()];
         let (group, with_ids) = match parameters.mode {
             Mode::Report => (self.ec2.describe_group(group_id).await, None),
+            // Denied before in this process: revoke by permission without asking again.
+            Mode::Remediate if self.rules_denied.load(Ordering::Relaxed) => {
+                (self.ec2.describe_group(group_id).await, None)
+            }
             Mode::Remediate => {
                 let (group, ids) =
                     future::join(self.ec2.describe_group(group_id), self.ec2.ingress_rules_of(&ids)).await;
+                if matches!(&ids, Err(err) if err.kind == ErrorKind::AccessDenied) {
+                    self.rules_denied.store(true, Ordering::Relaxed);
+                }
                 (group, Some(ids))
             }
         };
@@ -268,8 +294,8 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
 
     /// Evaluates groups read completely and, in remediate mode, changes the drifted ones to the
     /// baseline — by rule id when `with_ids` holds their rule ids, else by permission — a few
-    /// groups at a time, then reads the changed groups again in batches to verify them.
-    /// Returns one result per group, in order.
+    /// groups at a time. A change is verified from EC2's answers; only the groups whose answers
+    /// leave a rule in doubt are read again. Returns one result per group, in order.
     async fn enforce_all(
         &self,
         groups: Vec<GroupState>,
@@ -309,7 +335,7 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
             Some(Ok(read)) => Some(read),
             Some(Err(err)) if err.kind == ErrorKind::AccessDenied => {
                 warn!(
-                    "{} is not allowed ({}); revoking by permission instead of by rule id",
+                    "{} is not allowed ({}); revoking by permission instead of by rule id, and not asking again while this process lives",
                     err.iam_action(),
                     err.message
                 );
@@ -349,26 +375,72 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
             .await;
         let mut changed = Vec::new();
         let mut failure = None;
-        for (index, id, plan, (revoked, authorized, result)) in applied {
-            if revoked {
+        for (index, id, plan, (revoked, authorized)) in applied {
+            // What this invocation's calls changed: the plan less what their answers say was
+            // already so or do not confirm.
+            let mut done = Plan::default();
+            let mut doubt = Plan::default();
+            let mut failed = None;
+            match revoked {
+                Some(Ok(answer)) => {
+                    done.revoke = plan
+                        .revoke
+                        .iter()
+                        .filter(|o| !answer.already.contains(o) && !answer.unconfirmed.contains(o))
+                        .cloned()
+                        .collect();
+                    doubt.revoke = answer.unconfirmed;
+                }
+                Some(Err(err)) => failed = Some(err),
+                None => {}
+            }
+            match authorized {
+                Some(Ok(answer)) => {
+                    done.authorize = plan
+                        .authorize
+                        .iter()
+                        .filter(|r| !answer.already.contains(r) && !answer.unconfirmed.contains(r))
+                        .cloned()
+                        .collect();
+                    doubt.authorize = answer.unconfirmed;
+                }
+                Some(Err(err)) => {
+                    failed.get_or_insert(err);
+                }
+                None => {}
+            }
+            if !done.revoke.is_empty() {
                 outcome.revoked.push(Change {
                     group_id: id.clone(),
-                    rules: plan.revoke.iter().map(|o| o.rule.to_string()).collect(),
+                    rules: done.revoke.iter().map(|o| o.rule.to_string()).collect(),
                 });
             }
-            if authorized {
+            if !done.authorize.is_empty() {
                 outcome.authorized.push(Change {
                     group_id: id.clone(),
-                    rules: plan.authorize.iter().map(ToString::to_string).collect(),
+                    rules: done.authorize.iter().map(ToString::to_string).collect(),
                 });
             }
-            match result {
-                Ok(()) => changed.push((index, id)),
-                Err(err) if err.kind == ErrorKind::GroupNotFound => {
+            match failed {
+                None => {
+                    // The group was read completely and the plan turns what was read into the
+                    // baseline: with every rule confirmed changed (or already so), it holds
+                    // exactly the baseline. Nothing changed: the read was older than the group.
+                    (results[index].1, results[index].2) = if done.is_empty() {
+                        (Compliance::Compliant, COMPLIANT_ANNOTATION.to_owned())
+                    } else {
+                        (Compliance::NonCompliant, describe_changes("Revoked", "authorized", &done))
+                    };
+                    if !doubt.is_empty() {
+                        info!("{id}: EC2's answers do not confirm {}; reading the group again", doubt_text(&doubt));
+                        changed.push((index, id));
+                    }
+                }
+                Some(err) if err.kind == ErrorKind::GroupNotFound => {
                     results[index].1 = Compliance::NotApplicable;
                     results[index].2 = gone(&id);
                 }
-                Err(err) => match denied(&id, err) {
+                Some(err) => match denied(&id, err) {
                     Ok((compliance, annotation)) => {
                         results[index].1 = compliance;
                         results[index].2 = annotation;
@@ -382,43 +454,62 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
         if let Some(err) = failure {
             return Err(err);
         }
-        if changed.is_empty() {
-            return Ok(results);
+        if !changed.is_empty() {
+            self.verify(changed, required, &mut results).await?;
         }
+        Ok(results)
+    }
 
-        // Verify: each changed group must now hold exactly the baseline.
-        let ids: Vec<String> = changed.iter().map(|(_, id)| id.clone()).collect();
-        let after = match self.ec2.describe_groups(&ids).await {
-            Ok(after) => after,
-            Err(err) => {
-                let name = batch_name(&ids);
-                let (compliance, annotation) = denied(&name, err)?;
-                for (index, _) in &changed {
-                    results[*index].1 = compliance;
-                    results[*index].2 = annotation.clone();
+    /// Reads the groups whose change EC2's answers left in doubt until each holds exactly the
+    /// baseline, bounded: EC2's reads lag its writes ("Eventual consistency in the Amazon EC2
+    /// API"), so a read right after the change may still show the rules before it.
+    async fn verify(
+        &self,
+        mut pending: Vec<(usize, String)>,
+        required: &[Rule],
+        results: &mut [(String, Compliance, String)],
+    ) -> Result<(), HandlerError> {
+        let mut wait = VERIFY_FIRST_WAIT;
+        for attempt in 1..=VERIFY_READS {
+            let ids: Vec<String> = pending.iter().map(|(_, id)| id.clone()).collect();
+            let after = match self.ec2.describe_groups(&ids).await {
+                Ok(after) => after,
+                Err(err) => {
+                    let (compliance, annotation) = denied(&batch_name(&ids), err)?;
+                    for (index, _) in &pending {
+                        results[*index].1 = compliance;
+                        results[*index].2 = annotation.clone();
+                    }
+                    return Ok(());
                 }
-                return Ok(results);
-            }
-        };
-        let mut unverified: BTreeMap<String, AwsError> = after.unreadable.into_iter().collect();
-        let mut after: BTreeMap<String, GroupState> =
-            after.groups.into_iter().map(|g| (g.group_id.clone(), g)).collect();
-        for (index, id) in changed {
-            match after.remove(&id) {
-                // Changed, then read back with a rule this function cannot interpret.
-                None if unverified.contains_key(&id) => {
-                    let message = unverified.remove(&id).map(|e| e.message).unwrap_or_default();
-                    warn!("{id} could not be verified: {message}");
-                    results[index].1 = Compliance::NonCompliant;
-                    results[index].2 = truncate(format!("Not verified: {message}"));
-                }
-                None => {
-                    results[index].1 = Compliance::NotApplicable;
-                    results[index].2 = gone(&id);
-                }
-                Some(group) => {
-                    let left = plan(&group.ingress, required);
-                    if !left.is_empty() {
+            };
+            let mut unverified: BTreeMap<String, AwsError> = after.unreadable.into_iter().collect();
+            let mut after: BTreeMap<String, GroupState> =
+                after.groups.into_iter().map(|g| (g.group_id.clone(), g)).collect();
+            let last = attempt == VERIFY_READS;
+            let mut still = Vec::new();
+            for (index, id) in pending {
+                match after.remove(&id) {
+                    // Changed, then read back with a rule this function cannot interpret.
+                    None if unverified.contains_key(&id) => {
+                        let message = unverified.remove(&id).map(|e| e.message).unwrap_or_default();
+                        warn!("{id} could not be verified: {message}");
+                        results[index].1 = Compliance::NonCompliant;
+                        results[index].2 = truncate(format!("Not verified: {message}"));
+                    }
+                    None => {
+                        results[index].1 = Compliance::NotApplicable;
+                        results[index].2 = gone(&id);
+                    }
+                    Some(group) => {
+                        let left = plan(&group.ingress, required);
+                        if left.is_empty() {
+                            continue;
+                        }
+                        if !last {
+                            still.push((index, id));
+                            continue;
+                        }
                         warn!("{id} still differs from the baseline after remediation");
                         results[index].1 = Compliance::NonCompliant;
                         results[index].2 =
@@ -426,13 +517,23 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
                     }
                 }
             }
+            if still.is_empty() {
+                return Ok(());
+            }
+            pending = still;
+            info!(
+                "waiting for EC2's reads to show the change to {} ({wait:?}, read {attempt} of {VERIFY_READS})",
+                batch_name(&pending.iter().map(|(_, id)| id.clone()).collect::<Vec<_>>())
+            );
+            self.ec2.pause(wait).await;
+            wait = wait.saturating_mul(2);
         }
-        Ok(results)
+        Ok(())
     }
 
     /// Revokes the extra rules and authorizes the missing ones, at once: the two touch
-    /// disjoint rules. Says which of the two were done.
-    async fn apply(&self, id: &str, changes: &Plan) -> (bool, bool, Result<(), AwsError>) {
+    /// disjoint rules. Each is `None` when there was nothing to do.
+    async fn apply(&self, id: &str, changes: &Plan) -> (Applied<ObservedRule>, Applied<Rule>) {
         let revoke = async {
             if changes.revoke.is_empty() {
                 return None;
@@ -447,13 +548,7 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
             info!("authorizing for {id}, ip_permissions {}", permissions_json(&changes.authorize));
             Some(self.ec2.authorize(id, &changes.authorize).await)
         };
-        let (revoked, authorized) = future::join(revoke, authorize).await;
-        let done = |r: &Option<Result<(), AwsError>>| matches!(r, Some(Ok(())));
-        let result = match (revoked.clone(), authorized.clone()) {
-            (Some(Err(err)), _) | (_, Some(Err(err))) => Err(err),
-            _ => Ok(()),
-        };
-        (done(&revoked), done(&authorized), result)
+        future::join(revoke, authorize).await
     }
 
     async fn report(&self, token: &str, evaluations: &[EvaluationRecord]) -> Result<(), HandlerError> {
@@ -488,6 +583,18 @@ fn not_applicable(resource: &ResourceRef, left_scope: bool) -> Option<String> {
         return Some("The resource left the rule's scope.".to_owned());
     }
     None
+}
+
+/// The answer to one of the two change calls of a group, if it was made.
+type Applied<T> = Option<Result<Answered<T>, AwsError>>;
+
+/// Reads of a group whose change EC2's answers left in doubt, and the wait before the second
+/// (doubling): 0.25 + 0.5 + 1 s, inside the few seconds EC2's reads usually lag its writes.
+pub const VERIFY_READS: u32 = 4;
+const VERIFY_FIRST_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
+fn doubt_text(doubt: &Plan) -> String {
+    describe_changes("the revoke of", "the authorize of", doubt)
 }
 
 /// At most this many groups are being changed at once: enough to hide the latency of one call,

@@ -276,11 +276,43 @@ impl FromStr for Rule {
 pub struct ObservedRule {
     pub rule: Rule,
     pub id: Option<String>,
+    /// For a rule that references a group: the owner and peering EC2 described with it. Not part
+    /// of the rule's identity (group ids are unique), but a revoke by permission must repeat
+    /// them: EC2 matches a referenced group of another account only with its `UserId`, and one
+    /// across a peering connection only with its `VpcId` and `VpcPeeringConnectionId`.
+    pub peer: Option<GroupPeer>,
+}
+
+/// Who owns a referenced group and through which VPC peering it is reached.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupPeer {
+    pub user_id: Option<String>,
+    pub vpc_id: Option<String>,
+    pub vpc_peering_connection_id: Option<String>,
+}
+
+impl GroupPeer {
+    /// `None` when EC2 named none of the three.
+    pub fn of(user_id: Option<&str>, vpc_id: Option<&str>, vpc_peering_connection_id: Option<&str>) -> Option<Self> {
+        let own = |v: Option<&str>| v.filter(|v| !v.is_empty()).map(str::to_owned);
+        let peer = GroupPeer {
+            user_id: own(user_id),
+            vpc_id: own(vpc_id),
+            vpc_peering_connection_id: own(vpc_peering_connection_id),
+        };
+        (peer != GroupPeer::default()).then_some(peer)
+    }
+}
+
+impl ObservedRule {
+    pub fn new(rule: Rule, id: Option<String>) -> Self {
+        ObservedRule { rule, id, peer: None }
+    }
 }
 
 impl From<Rule> for ObservedRule {
     fn from(rule: Rule) -> Self {
-        ObservedRule { rule, id: None }
+        ObservedRule::new(rule, None)
     }
 }
 

@@ -11,9 +11,11 @@ use aws_sdk_ec2::types::{
     Filter, IpPermission, IpRange, Ipv6Range, PrefixListId, SecurityGroup, SecurityGroupRule, UserIdGroupPair,
 };
 
-use crate::aws::{AwsError, Ec2, ErrorKind, EvaluationRecord, Evaluations, GroupPage, RulesByGroup, GROUPS_PER_FILTER};
+use crate::aws::{
+    Answered, AwsError, Ec2, ErrorKind, EvaluationRecord, Evaluations, GroupPage, RulesByGroup, GROUPS_PER_FILTER,
+};
 use crate::evaluate::GroupState;
-use crate::rules::{ObservedRule, Permission, Rule, RuleError, Source};
+use crate::rules::{GroupPeer, ObservedRule, Permission, Rule, RuleError, Source};
 
 impl AwsError {
     /// Classifies an SDK error by its code.
@@ -119,60 +121,154 @@ impl Ec2 for aws_sdk_ec2::Client {
         Ok(read)
     }
 
-    async fn revoke(&self, group_id: &str, rules: &[ObservedRule]) -> Result<(), AwsError> {
+    async fn revoke(&self, group_id: &str, rules: &[ObservedRule]) -> Result<Answered<ObservedRule>, AwsError> {
         match revoke_once(self, group_id, rules).await {
-            // One vanished rule fails the whole batch: revoke the rest one by one.
+            // One vanished rule fails the whole batch (and revokes nothing): the rest one by one.
             Err(err) if err.kind == ErrorKind::AlreadyDone && rules.len() > 1 => {
+                let mut answered = Answered::default();
                 for rule in rules {
-                    already_done_is_ok(revoke_once(self, group_id, std::slice::from_ref(rule)).await)?;
+                    answered.merge(revoke_once(self, group_id, std::slice::from_ref(rule)).await?);
                 }
-                Ok(())
+                Ok(answered)
             }
-            result => already_done_is_ok(result),
+            result => result,
         }
     }
 
-    async fn authorize(&self, group_id: &str, rules: &[Rule]) -> Result<(), AwsError> {
+    async fn authorize(&self, group_id: &str, rules: &[Rule]) -> Result<Answered<Rule>, AwsError> {
         match authorize_once(self, group_id, rules).await {
-            // One existing rule fails the whole batch: authorize the rest one by one.
+            // One existing rule fails the whole batch (and adds nothing): the rest one by one.
             Err(err) if err.kind == ErrorKind::AlreadyDone && rules.len() > 1 => {
+                let mut answered = Answered::default();
                 for rule in rules {
-                    already_done_is_ok(authorize_once(self, group_id, std::slice::from_ref(rule)).await)?;
+                    answered.merge(authorize_once(self, group_id, std::slice::from_ref(rule)).await?);
                 }
-                Ok(())
+                Ok(answered)
             }
-            result => already_done_is_ok(result),
+            result => result,
         }
     }
-}
 
-fn already_done_is_ok(result: Result<(), AwsError>) -> Result<(), AwsError> {
-    match result {
-        Err(err) if err.kind == ErrorKind::AlreadyDone => Ok(()),
-        other => other,
+    async fn group_ids_named(&self, names: &[String]) -> Result<Vec<String>, AwsError> {
+        const OP: &str = "DescribeSecurityGroups";
+        let mut ids = Vec::new();
+        // One name per call: a name that does not exist fails the whole call.
+        for name in names {
+            match self.describe_security_groups().group_names(name).send().await {
+                Ok(found) => ids.extend(found.security_groups().iter().filter_map(|g| g.group_id().map(str::to_owned))),
+                Err(err) => {
+                    let err = AwsError::from_sdk(OP, err);
+                    if err.kind != ErrorKind::GroupNotFound {
+                        return Err(err);
+                    }
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    async fn pause(&self, duration: std::time::Duration) {
+        tokio::time::sleep(duration).await;
     }
 }
 
-async fn revoke_once(client: &aws_sdk_ec2::Client, group_id: &str, rules: &[ObservedRule]) -> Result<(), AwsError> {
+/// One RevokeSecurityGroupIngress. By rule id an unknown id fails the call
+/// (`InvalidSecurityGroupRuleId.NotFound`); since ids are unique, that rule is gone. By
+/// permission, a permission that matches nothing either fails the call
+/// (`InvalidPermission.NotFound`, any VPC but the default) or comes back in
+/// `UnknownIpPermissions` (default VPC): the rule may still be there, so it is unconfirmed.
+async fn revoke_once(
+    client: &aws_sdk_ec2::Client,
+    group_id: &str,
+    rules: &[ObservedRule],
+) -> Result<Answered<ObservedRule>, AwsError> {
+    const OP: &str = "RevokeSecurityGroupIngress";
     let request = client.revoke_security_group_ingress().group_id(group_id);
     let ids: Option<Vec<String>> = rules.iter().map(|o| o.id.clone()).collect();
+    let by_id = ids.is_some();
     let request = match ids {
         Some(ids) => request.set_security_group_rule_ids(Some(ids)),
-        None => request.set_ip_permissions(Some(rules.iter().map(|o| ip_permission(&o.rule)).collect())),
+        None => request.set_ip_permissions(Some(rules.iter().map(observed_permission).collect())),
     };
-    request.send().await.map(drop).map_err(|e| AwsError::from_sdk("RevokeSecurityGroupIngress", e))
+    let output = match request.send().await {
+        Ok(output) => output,
+        Err(err) => {
+            let err = AwsError::from_sdk(OP, err);
+            return match err.kind {
+                ErrorKind::AlreadyDone if rules.len() == 1 && by_id => {
+                    Ok(Answered { already: rules.to_vec(), ..Answered::default() })
+                }
+                ErrorKind::AlreadyDone if rules.len() == 1 => Ok(doubt(rules)),
+                _ => Err(err),
+            };
+        }
+    };
+    if output.r#return() == Some(false) {
+        return Ok(doubt(rules));
+    }
+    let mut unknown = Vec::new();
+    for permission in output.unknown_ip_permissions() {
+        // A permission EC2 echoes in a form this function cannot read: doubt every rule.
+        match permission_of(permission).expand() {
+            Ok(expanded) => unknown.extend(expanded),
+            Err(_) => return Ok(doubt(rules)),
+        }
+    }
+    // Newer answers also list what was revoked: a rule id asked for and not listed is in doubt.
+    let revoked: Vec<&str> =
+        output.revoked_security_group_rules().iter().filter_map(|r| r.security_group_rule_id()).collect();
+    let unconfirmed = rules
+        .iter()
+        .filter(|o| {
+            unknown.contains(&o.rule)
+                || (by_id && !revoked.is_empty() && o.id.as_deref().is_some_and(|id| !revoked.contains(&id)))
+        })
+        .cloned()
+        .collect();
+    Ok(Answered { unconfirmed, ..Answered::default() })
 }
 
-async fn authorize_once(client: &aws_sdk_ec2::Client, group_id: &str, rules: &[Rule]) -> Result<(), AwsError> {
+fn doubt<T: Clone>(rules: &[T]) -> Answered<T> {
+    Answered { unconfirmed: rules.to_vec(), ..Answered::default() }
+}
+
+/// One AuthorizeSecurityGroupIngress: every rule asked for must come back among the
+/// `SecurityGroupRules` added; a single rule answered `InvalidPermission.Duplicate` exists.
+async fn authorize_once(
+    client: &aws_sdk_ec2::Client,
+    group_id: &str,
+    rules: &[Rule],
+) -> Result<Answered<Rule>, AwsError> {
+    const OP: &str = "AuthorizeSecurityGroupIngress";
     let permissions = rules.iter().map(ip_permission).collect();
-    client
+    let output = match client
         .authorize_security_group_ingress()
         .group_id(group_id)
         .set_ip_permissions(Some(permissions))
         .send()
         .await
-        .map(drop)
-        .map_err(|e| AwsError::from_sdk("AuthorizeSecurityGroupIngress", e))
+    {
+        Ok(output) => output,
+        Err(err) => {
+            let err = AwsError::from_sdk(OP, err);
+            return match err.kind {
+                ErrorKind::AlreadyDone if rules.len() == 1 => {
+                    Ok(Answered { already: rules.to_vec(), ..Answered::default() })
+                }
+                _ => Err(err),
+            };
+        }
+    };
+    if output.r#return() == Some(false) {
+        return Ok(doubt(rules));
+    }
+    let added: Vec<Rule> = output
+        .security_group_rules()
+        .iter()
+        .filter(|r| r.is_egress() != Some(true))
+        .filter_map(|r| observed_rule(r).ok().map(|o| o.rule))
+        .collect();
+    Ok(Answered { unconfirmed: rules.iter().filter(|r| !added.contains(r)).cloned().collect(), ..Answered::default() })
 }
 
 impl Evaluations for aws_sdk_config::Client {
@@ -281,7 +377,17 @@ fn group_state(operation: &'static str, group: &SecurityGroup) -> Result<GroupSt
     let mut ingress = Vec::new();
     for permission in group.ip_permissions() {
         let rules = permission_of(permission).expand().map_err(|e| unreadable(operation, &group_id, e))?;
-        ingress.extend(rules.into_iter().map(ObservedRule::from));
+        ingress.extend(rules.into_iter().map(|rule| {
+            let peer = match &rule.source {
+                Source::Group(id) => permission
+                    .user_id_group_pairs()
+                    .iter()
+                    .find(|pair| pair.group_id() == Some(id.as_str()))
+                    .and_then(|pair| GroupPeer::of(pair.user_id(), pair.vpc_id(), pair.vpc_peering_connection_id())),
+                _ => None,
+            };
+            ObservedRule { peer, ..ObservedRule::from(rule) }
+        }));
     }
     Ok(GroupState { group_id, tags, ingress })
 }
@@ -316,6 +422,7 @@ fn permission_of(p: &IpPermission) -> Permission {
 }
 
 fn observed_rule(rule: &SecurityGroupRule) -> Result<ObservedRule, RuleError> {
+    let mut peer = None;
     let source = if let Some(cidr) = rule.cidr_ipv4() {
         Source::parse(cidr)?
     } else if let Some(cidr) = rule.cidr_ipv6() {
@@ -323,6 +430,8 @@ fn observed_rule(rule: &SecurityGroupRule) -> Result<ObservedRule, RuleError> {
     } else if let Some(pl) = rule.prefix_list_id() {
         Source::PrefixList(pl.to_owned())
     } else if let Some(group) = rule.referenced_group_info().and_then(|g| g.group_id()) {
+        let info = rule.referenced_group_info();
+        peer = info.and_then(|g| GroupPeer::of(g.user_id(), g.vpc_id(), g.vpc_peering_connection_id()));
         Source::Group(group.to_owned())
     } else {
         return Err(RuleError(format!("rule {} has no source", rule.security_group_rule_id().unwrap_or("?"))));
@@ -331,7 +440,28 @@ fn observed_rule(rule: &SecurityGroupRule) -> Result<ObservedRule, RuleError> {
     Ok(ObservedRule {
         rule: Rule::new(rule.ip_protocol().unwrap_or("-1"), rule.from_port(), rule.to_port(), source)?,
         id: rule_id,
+        peer,
     })
+}
+
+/// The SDK form of one observed rule, to revoke it by permission: a referenced group carries the
+/// owner and peering EC2 described it with, or EC2 matches nothing (RevokeSecurityGroupIngress:
+/// "the values that you specify … must match the existing rule's values exactly").
+pub fn observed_permission(observed: &ObservedRule) -> IpPermission {
+    let permission = ip_permission(&observed.rule);
+    let (Source::Group(id), Some(peer)) = (&observed.rule.source, &observed.peer) else { return permission };
+    let pair = UserIdGroupPair::builder()
+        .group_id(id)
+        .set_user_id(peer.user_id.clone())
+        .set_vpc_id(peer.vpc_id.clone())
+        .set_vpc_peering_connection_id(peer.vpc_peering_connection_id.clone())
+        .build();
+    IpPermission::builder()
+        .set_ip_protocol(permission.ip_protocol().map(str::to_owned))
+        .set_from_port(permission.from_port())
+        .set_to_port(permission.to_port())
+        .user_id_group_pairs(pair)
+        .build()
 }
 
 /// The SDK form of one atomic rule.

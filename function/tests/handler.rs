@@ -54,16 +54,48 @@ async fn lab_group_is_reduced_to_http_and_https_and_reported_non_compliant() {
     assert_eq!(e.compliance_type, Compliance::NonCompliant);
     assert_eq!(e.annotation, "Revoked tcp/465@0.0.0.0/0, tcp/993@0.0.0.0/0.");
     assert_eq!(time(e), "2016-07-19T21:24:32.582Z");
-    // Revoked by rule id, then verified with a fresh read.
+    // Revoked by rule id and verified from the revoke's answer: no read after the change.
+    assert_eq!(h.ec2().calls(), ["DescribeSecurityGroups", "DescribeSecurityGroupRules", "RevokeSecurityGroupIngress"]);
+}
+
+#[tokio::test]
+async fn a_read_that_lags_the_revoke_does_not_make_a_fixed_group_incomplete() {
+    // EC2's reads lag its writes: right after the revoke, a read still shows 465 and 993.
+    let h = handler(FakeEc2 { stale_reads: true, ..lab_ec2() });
+    let outcome = h.handle(fixture!("change-notification.json")).await.unwrap();
+    assert_eq!(h.ec2().rules_of(LAB_GROUP), ["tcp/443@0.0.0.0/0", "tcp/80@0.0.0.0/0"]);
+    let e = &outcome.evaluations[0];
     assert_eq!(
-        h.ec2().calls(),
-        [
-            "DescribeSecurityGroups",
-            "DescribeSecurityGroupRules",
-            "RevokeSecurityGroupIngress",
-            "DescribeSecurityGroups"
-        ]
+        (e.compliance_type, e.annotation.as_str()),
+        (Compliance::NonCompliant, "Revoked tcp/465@0.0.0.0/0, tcp/993@0.0.0.0/0.")
     );
+}
+
+#[tokio::test]
+async fn a_change_its_answer_leaves_in_doubt_is_read_again_bounded() {
+    // The revoke's answer says it matched nothing (a default VPC's UnknownIpPermissions) and
+    // the rules stay: the group is read again, a bounded number of times, then reported.
+    let mut ec2 = lab_ec2().deny("DescribeSecurityGroupRules");
+    ec2.unmatched_revokes = true;
+    let h = handler(ec2);
+    let outcome = h.handle(fixture!("change-notification.json")).await.unwrap();
+    let e = &outcome.evaluations[0];
+    assert_eq!(e.compliance_type, Compliance::NonCompliant);
+    assert_eq!(e.annotation, "Remediation incomplete: still extra tcp/465@0.0.0.0/0, tcp/993@0.0.0.0/0.");
+    let reads = h.ec2().calls().iter().filter(|c| *c == "DescribeSecurityGroups").count();
+    assert_eq!(reads, 1 + sg_function::handler::VERIFY_READS as usize);
+}
+
+#[tokio::test]
+async fn a_denied_rule_listing_is_asked_once_per_process() {
+    // The lab's policy denies DescribeSecurityGroupRules; each denied call is an
+    // UnauthorizedOperation in CloudTrail. A warm function does not ask again.
+    let h = handler(lab_ec2().deny("DescribeSecurityGroupRules"));
+    h.handle(fixture!("change-notification.json")).await.unwrap();
+    h.handle(fixture!("change-notification-no-left-scope.json")).await.unwrap();
+    h.handle(fixture!("cloudtrail-authorize-ingress.json")).await.unwrap();
+    let asked = h.ec2().calls().iter().filter(|c| *c == "DescribeSecurityGroupRules").count();
+    assert_eq!(asked, 1, "{:?}", h.ec2().calls());
 }
 
 #[tokio::test]
@@ -282,9 +314,9 @@ async fn scheduled_sweep_pages_through_every_group_and_reports_in_batches_of_100
     assert_eq!(outcome.revoked.len(), 84);
     assert_eq!(outcome.authorized.len(), 84);
     let count = |op: &str| h.ec2().calls().iter().filter(|c| *c == op).count();
-    // 7 pages of 40, and per page one verification read of the changed groups — not one per
-    // group; revokes go by permission, from the page, with no read of rule ids.
-    assert_eq!(count("DescribeSecurityGroups"), 7 + 7);
+    // 7 pages of 40 and no read after the changes (their answers confirm them); revokes go by
+    // permission, from the page, with no read of rule ids.
+    assert_eq!(count("DescribeSecurityGroups"), 7);
     assert_eq!(count("DescribeSecurityGroupRules"), 0);
     assert_eq!(count("RevokeSecurityGroupIngress"), 84);
     for i in 0..250 {
@@ -327,17 +359,38 @@ async fn api_call_groups_come_from_request_or_response() {
         ApiCall {
             event_name: "AuthorizeSecurityGroupIngress".into(),
             groups: vec![LAB_GROUP.into()],
+            group_names: vec![],
             error_code: None
         }
     );
+    // By name in the default VPC: the id is in the answer's rules, or only the name is known.
+    assert_eq!(parse(fixture!("cloudtrail-authorize-ingress-by-group-name.json")).groups, [LAB_GROUP]);
+    let by_name = parse(fixture!("cloudtrail-revoke-ingress-by-group-name.json"));
+    assert_eq!((by_name.groups.len(), by_name.group_names), (0, vec!["default".to_owned()]));
     assert_eq!(parse(fixture!("cloudtrail-create-security-group.json")).groups, ["sg-0123456789abcdef1"]);
     assert_eq!(parse(fixture!("cloudtrail-modify-security-group-rules.json")).groups, [LAB_GROUP]);
     let failed = parse(fixture!("cloudtrail-authorize-ingress-failed.json"));
     assert_eq!(failed.error_code.as_deref(), Some("Client.InvalidPermission.Duplicate"));
     let mut no_group = fixture!("cloudtrail-authorize-ingress.json");
-    no_group["detail"]["requestParameters"] = serde_json::json!({"groupName": "default"});
+    no_group["detail"]["requestParameters"] = serde_json::json!({"ipPermissions": {}});
+    no_group["detail"]["responseElements"] = serde_json::json!({"_return": true});
     let err = Invocation::parse(&no_group).unwrap_err();
-    assert!(err.to_string().contains("names no security group id"), "{err}");
+    assert!(err.to_string().contains("names no security group"), "{err}");
+}
+
+#[tokio::test]
+async fn changes_by_group_name_are_evaluated_not_malformed() {
+    // Authorize by name: the group id comes from the answer's securityGroupRuleSet.
+    let h = handler(lab_ec2());
+    let outcome = h.handle(fixture!("cloudtrail-authorize-ingress-by-group-name.json")).await.unwrap();
+    assert_eq!(outcome.revoked[0].group_id, LAB_GROUP);
+    assert_eq!(h.ec2().rules_of(LAB_GROUP), ["tcp/443@0.0.0.0/0", "tcp/80@0.0.0.0/0"]);
+    // Revoke by name, whose answer names no group: the name is resolved.
+    let ec2 = FakeEc2 { names: BTreeMap::from([("default".to_owned(), LAB_GROUP.to_owned())]), ..lab_ec2() };
+    let h = handler(ec2);
+    let outcome = h.handle(fixture!("cloudtrail-revoke-ingress-by-group-name.json")).await.unwrap();
+    assert_eq!(outcome.revoked[0].group_id, LAB_GROUP);
+    assert_eq!(h.ec2().rules_of(LAB_GROUP), ["tcp/443@0.0.0.0/0", "tcp/80@0.0.0.0/0"]);
 }
 
 #[tokio::test]
@@ -441,7 +494,9 @@ async fn a_rule_the_baseline_requires_is_never_revoked() {
 
 #[tokio::test]
 async fn a_changed_group_that_reads_back_unreadable_is_not_verified_rather_than_gone() {
-    let mut ec2 = lab_ec2();
+    // Read back because the revoke's answer left the rules in doubt.
+    let mut ec2 = lab_ec2().deny("DescribeSecurityGroupRules");
+    ec2.unmatched_revokes = true;
     ec2.unreadable_once_changed.insert(LAB_GROUP.into());
     let h = handler(ec2);
     let outcome = h.handle(fixture!("change-notification.json")).await.unwrap();

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use aws_sdk_ec2::types::{IpPermission, IpRange, Ipv6Range, UserIdGroupPair};
 use serde_json::{json, Value};
 use sg_function::Handler;
-use testkit::{MotoServer, RecordingEndpoint};
+use testkit::{CountingProxy, MotoServer, RecordingEndpoint};
 
 struct Lab {
     _moto: MotoServer,
@@ -201,4 +201,76 @@ async fn failed_evaluations_fail_the_invocation() {
     let group = default_group(&lab.ec2).await;
     let err = lab.handler.handle(change_event(&group)).await.unwrap_err();
     assert_eq!(err.to_string(), "PutEvaluations rejected 1 of 1 evaluations; Config will retry the evaluation");
+}
+
+#[tokio::test]
+async fn the_lab_case_takes_three_round_trips_on_the_wire() {
+    // Every EC2 call of the function goes through a counting proxy to moto; its Config call
+    // (PutEvaluations) reaches the recorder, after the EC2 calls. The lab's function takes 4
+    // (describe, revoke 465, revoke 993, put).
+    let moto = MotoServer::start();
+    let sdk = moto.sdk_config().await;
+    let recorder = RecordingEndpoint::start(json!({"FailedEvaluations": []})).await;
+    let ec2_wire = CountingProxy::start(&moto.endpoint).await;
+    let direct = aws_sdk_ec2::Client::new(&sdk);
+    let ec2 = aws_sdk_ec2::Client::from_conf(
+        aws_sdk_ec2::config::Builder::from(&sdk).endpoint_url(&ec2_wire.endpoint).build(),
+    );
+    let config = aws_sdk_config::Client::from_conf(
+        aws_sdk_config::config::Builder::from(&sdk).endpoint_url(&recorder.endpoint).build(),
+    );
+    let handler = Handler::new(ec2, config).unwrap();
+    let group = default_group(&direct).await;
+    direct
+        .authorize_security_group_ingress()
+        .group_id(&group)
+        .set_ip_permissions(Some([80, 443, 465, 993].map(|p| tcp(p, &["0.0.0.0/0"])).to_vec()))
+        .send()
+        .await
+        .unwrap();
+
+    handler.handle(change_event(&group)).await.unwrap();
+
+    assert_eq!(ingress(&direct, &group).await, baseline());
+    let calls = ec2_wire.calls();
+    let mut operations: Vec<String> = calls.iter().filter_map(|c| c.operation.clone()).collect();
+    operations.sort();
+    assert_eq!(
+        operations,
+        ["DescribeSecurityGroupRules", "DescribeSecurityGroups", "RevokeSecurityGroupIngress"],
+        "one read of the group with its rule ids, one revoke of 465 and 993; no re-read"
+    );
+    let puts = recorder.requests().len();
+    assert_eq!(puts, 1);
+    // The two reads in flight together, then the revoke, then the report: 3.
+    assert_eq!(testkit::round_trips(&calls) + puts, 3, "{calls:#?}");
+}
+
+#[tokio::test]
+async fn a_referenced_group_of_another_account_is_revoked_with_its_owner() {
+    // A rule referencing a group of account 999999999999 (a peer's group, as EC2 describes it).
+    // The sweep revokes by permission: EC2 matches the rule only with the group's UserId.
+    let lab = lab(json!({"FailedEvaluations": []})).await;
+    let group = default_group(&lab.ec2).await;
+    let peer = UserIdGroupPair::builder().group_id(&group).user_id("999999999999").build();
+    lab.ec2
+        .authorize_security_group_ingress()
+        .group_id(&group)
+        .set_ip_permissions(Some(vec![
+            tcp(80, &["0.0.0.0/0"]),
+            tcp(443, &["0.0.0.0/0"]),
+            IpPermission::builder().ip_protocol("tcp").from_port(5432).to_port(5432).user_id_group_pairs(peer).build(),
+        ]))
+        .send()
+        .await
+        .unwrap();
+
+    let event: Value = serde_json::from_str(include_str!("fixtures/scheduled-notification.json")).unwrap();
+    lab.handler.handle(event).await.unwrap();
+
+    assert_eq!(ingress(&lab.ec2, &group).await, baseline());
+    let evaluated: Vec<Value> =
+        lab.recorder.requests().iter().flat_map(|r| r.body["Evaluations"].as_array().unwrap().clone()).collect();
+    let mine = evaluated.iter().find(|e| e["ComplianceResourceId"] == group.as_str()).unwrap();
+    assert_eq!(mine["Annotation"], format!("Revoked tcp/5432@{group}.").as_str());
 }

@@ -49,7 +49,8 @@ pub struct Behaviours {
     pub compliance_paging: bool,
     /// EC2 reads lag writes: for this long after a change to a group's rules,
     /// DescribeSecurityGroups (and DescribeSecurityGroupRules) show the group as it was before
-    /// the change. EC2 API reference, "Eventual consistency in the Amazon EC2 API".
+    /// the change; Config's evaluation and the CloudTrail event of the change come after it.
+    /// EC2 Developer Guide, "Eventual consistency in the Amazon EC2 API". `ec2.rs`.
     pub ec2_read_lag_ms: u64,
     /// A created function is `Pending` (and an updated one `LastUpdateStatus: InProgress`) this
     /// long; UpdateFunctionCode and UpdateFunctionConfiguration meanwhile answer 409

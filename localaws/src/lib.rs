@@ -12,6 +12,7 @@
 pub mod accounts;
 pub mod behaviours;
 pub mod config;
+pub mod ec2;
 pub mod eventbridge;
 pub mod events;
 pub mod faults;
@@ -161,6 +162,8 @@ struct Front {
     fixed_regions: Mutex<HashSet<(String, String)>>,
     /// The backend's clients per (account, region).
     clients: Mutex<HashMap<(String, String), Backend>>,
+    /// EC2's answers as AWS gives them: read lag, what the change calls did ([`ec2`]).
+    ec2_answers: ec2::Ec2Answers,
     shutdown: Notify,
 }
 
@@ -270,6 +273,7 @@ pub async fn start(options: Options) -> Result<LocalAws, String> {
         function_states: Default::default(),
         fixed_regions: Default::default(),
         clients: Default::default(),
+        ec2_answers: Default::default(),
         shutdown: Notify::new(),
     });
     let handler = front.clone();
@@ -485,6 +489,7 @@ impl Front {
         self.buckets.reset();
         self.entry_counts.clear();
         self.function_states.clear();
+        self.ec2_answers.reset();
         self.executor.reset().await;
         info!("reset: moto's state and the front's");
     }
@@ -747,7 +752,8 @@ impl Front {
 
     async fn ec2(self: &Arc<Self>, action: &str, account: &str, region: &str, request: &Request) -> Response {
         self.fix_default_groups(account, region).await;
-        let answer = self.forwarder.forward(request).await;
+        let lag = Behaviours::window(self.behaviours().ec2_read_lag_ms);
+        let answer = self.ec2_answers.carry_out(&self.forwarder, action, account, region, request, lag).await;
         if GROUP_CHANGES.contains(&action) {
             // Buffer the answer: its XML feeds the CloudTrail event.
             let status = answer.status();
@@ -760,6 +766,8 @@ impl Front {
             let guard = Busy::new(self.clone(), |front| &front.busy);
             tokio::spawn(async move {
                 let _guard = guard;
+                // Delivered once reads show the change, as EC2's read lag passes before it.
+                ec2::after_read_lag(lag).await;
                 let (account, region) = (&account_owned, &region_owned);
                 front.deliver_api_call(account, region, &action_owned, &form, status.as_u16(), &text).await
             });
@@ -814,7 +822,19 @@ impl Front {
                 }
             }
             if !groups.is_empty() {
-                self.trigger(Trigger::GroupsChanged { account: account.to_owned(), region: region.to_owned(), groups });
+                let trigger = Trigger::GroupsChanged { account: account.to_owned(), region: region.to_owned(), groups };
+                // Config records the change once reads show it: after EC2's read lag.
+                match Behaviours::window(self.behaviours().ec2_read_lag_ms) {
+                    None => self.trigger(trigger),
+                    Some(lag) => {
+                        let (front, guard) = (self.clone(), Busy::new(self.clone(), |front| &front.busy));
+                        tokio::spawn(async move {
+                            let _guard = guard;
+                            ec2::after_read_lag(Some(lag)).await;
+                            front.trigger(trigger);
+                        });
+                    }
+                }
             }
         }
         answer

@@ -341,6 +341,25 @@ pub struct Call {
     pub path: String,
     /// The operation for the JSON (`X-Amz-Target`) and query (`Action=`) protocols.
     pub operation: Option<String>,
+    /// When the proxy received the request and when it had the answer.
+    pub started: std::time::Instant,
+    pub finished: std::time::Instant,
+}
+
+/// Sequential round trips among these calls: a call that starts only after every call before
+/// it has answered opens a new one; calls in flight together share one.
+pub fn round_trips(calls: &[Call]) -> usize {
+    let mut calls: Vec<&Call> = calls.iter().collect();
+    calls.sort_by_key(|c| c.started);
+    let mut trips = 0;
+    let mut last_answer: Option<std::time::Instant> = None;
+    for call in calls {
+        if last_answer.is_none_or(|end| call.started >= end) {
+            trips += 1;
+        }
+        last_answer = Some(last_answer.map_or(call.finished, |end| end.max(call.finished)));
+    }
+    trips
 }
 
 impl Call {
@@ -372,20 +391,22 @@ impl CountingProxy {
                     .header("x-amz-target")
                     .and_then(|t| t.rsplit('.').next().map(str::to_owned))
                     .or_else(|| body.split('&').find_map(|kv| kv.strip_prefix("Action=").map(str::to_owned)));
-                recorded.lock().expect("calls lock").push(Call {
-                    method: request.method.clone(),
-                    path: request.path.clone(),
-                    operation,
-                });
-                forward(upstream, request).await
+                let (method, path, started) = (request.method.clone(), request.path.clone(), std::time::Instant::now());
+                let answer = forward(upstream, request).await;
+                let finished = std::time::Instant::now();
+                recorded.lock().expect("calls lock").push(Call { method, path, operation, started, finished });
+                answer
             }
         })
         .await;
         CountingProxy { endpoint, calls }
     }
 
+    /// The calls answered so far, in the order they were made.
     pub fn calls(&self) -> Vec<Call> {
-        self.calls.lock().expect("calls lock").clone()
+        let mut calls = self.calls.lock().expect("calls lock").clone();
+        calls.sort_by_key(|c| c.started);
+        calls
     }
 
     pub fn clear(&self) {
