@@ -354,10 +354,15 @@ pub async fn delete(lab: &Lab, dry_run: bool) -> Result<Step> {
     }
 }
 
-/// Deletes every object version and delete marker; returns how many.
+/// Deletes every object version and delete marker of the lab's bucket; returns how many.
 async fn empty(lab: &Lab) -> Result<usize> {
+    empty_named(lab, &lab.names.bucket).await
+}
+
+/// Deletes every object version and delete marker of bucket `name` (in the lab's region);
+/// returns how many.
+pub(crate) async fn empty_named(lab: &Lab, name: &str) -> Result<usize> {
     let s3 = &lab.clients.s3;
-    let name = &lab.names.bucket;
     let mut removed = 0;
     // Each pass deletes up to 1,000 versions; bounded so a bucket written to faster than we
     // delete cannot keep `down` running forever.

@@ -62,7 +62,12 @@ fn exchange(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, Str
 
 /// Sets the fault spec of the local AWS on `port` (see `localaws::faults`).
 pub fn set_faults(port: u16, spec: &str) -> Result<serde_json::Value> {
-    match exchange(port, "POST", "/_sg-lab/faults", spec) {
+    post_spec(port, "/_sg-lab/faults", spec)
+}
+
+/// POSTs a spec to an admin path of the local AWS on `port`: its answer, or the error it gives.
+fn post_spec(port: u16, path: &str, spec: &str) -> Result<serde_json::Value> {
+    match exchange(port, "POST", path, spec) {
         Some((200, body)) => {
             serde_json::from_str(&body).map_err(|e| Error::Failed(format!("the local AWS answered: {e}")))
         }
@@ -78,16 +83,7 @@ pub fn set_faults(port: u16, spec: &str) -> Result<serde_json::Value> {
 /// `localaws::behaviours`).
 pub fn set_behaviours(port: u16, spec: &str) -> Result<serde_json::Value> {
     localaws::behaviours::Behaviours::parse(spec).map_err(Error::Usage)?;
-    match exchange(port, "POST", "/_sg-lab/behaviours", spec) {
-        Some((200, body)) => {
-            serde_json::from_str(&body).map_err(|e| Error::Failed(format!("the local AWS answered: {e}")))
-        }
-        Some((_, body)) => {
-            let answer: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-            Err(Error::Usage(answer["error"].as_str().unwrap_or(&body).to_owned()))
-        }
-        None => Err(Error::Failed(format!("the local AWS on port {port} did not answer"))),
-    }
+    post_spec(port, "/_sg-lab/behaviours", spec)
 }
 
 /// The AWS behaviours the local AWS on `port` reproduces.

@@ -14,8 +14,8 @@ use std::path::Path;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    BucketLocationConstraint, CreateBucketConfiguration, Delete, ObjectIdentifier, PublicAccessBlockConfiguration,
-    ServerSideEncryption, Tag, Tagging,
+    BucketLocationConstraint, CreateBucketConfiguration, PublicAccessBlockConfiguration, ServerSideEncryption, Tag,
+    Tagging,
 };
 use serde::Serialize;
 use tracing::info;
@@ -250,7 +250,7 @@ pub async fn delete(lab: &Lab, dry_run: bool) -> Result<Option<Step>> {
 pub async fn empty_and_delete(lab: &Lab, name: &str) -> Result<usize> {
     let mut removed = 0;
     for attempt in 0..5 {
-        removed += empty(lab, name).await?;
+        removed += crate::bucket::empty_named(lab, name).await?;
         match lab.clients.s3.delete_bucket().bucket(name).send().await {
             Ok(_) => return Ok(removed),
             Err(err) if code_of(&err) == Some("BucketNotEmpty") && attempt < 4 => {
@@ -261,59 +261,4 @@ pub async fn empty_and_delete(lab: &Lab, name: &str) -> Result<usize> {
         }
     }
     Err(Error::Failed(format!("bucket {name} kept receiving objects; delete it again")))
-}
-
-async fn empty(lab: &Lab, name: &str) -> Result<usize> {
-    let s3 = &lab.clients.s3;
-    let mut removed = 0;
-    // Bounded: 1,000 versions a pass.
-    for _ in 0..10_000 {
-        let out = s3
-            .list_object_versions()
-            .bucket(name)
-            .max_keys(1000)
-            .send()
-            .await
-            .map_err(|e| Error::aws(format!("listing the objects of bucket {name}"), e))?;
-        let mut objects = Vec::new();
-        for (key, version) in out
-            .versions()
-            .iter()
-            .map(|v| (v.key(), v.version_id()))
-            .chain(out.delete_markers().iter().map(|m| (m.key(), m.version_id())))
-        {
-            let Some(key) = key else { continue };
-            let id = ObjectIdentifier::builder()
-                .key(key)
-                .set_version_id(version.filter(|v| *v != "null").map(str::to_owned))
-                .build()
-                .map_err(|e| Error::Failed(e.to_string()))?;
-            objects.push(id);
-        }
-        if objects.is_empty() {
-            return Ok(removed);
-        }
-        removed += objects.len();
-        info!("emptying bucket {name}: deleting {} object versions", objects.len());
-        let delete = Delete::builder()
-            .set_objects(Some(objects))
-            .quiet(true)
-            .build()
-            .map_err(|e| Error::Failed(e.to_string()))?;
-        let result = s3
-            .delete_objects()
-            .bucket(name)
-            .delete(delete)
-            .send()
-            .await
-            .map_err(|e| Error::aws(format!("emptying bucket {name}"), e))?;
-        if let Some(failure) = result.errors().first() {
-            return Err(Error::Failed(format!(
-                "emptying bucket {name}: {} could not be deleted: {}",
-                failure.key().unwrap_or("?"),
-                failure.message().unwrap_or("no reason given")
-            )));
-        }
-    }
-    Err(Error::Failed(format!("bucket {name} is still not empty after 10,000 passes")))
 }
