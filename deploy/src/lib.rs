@@ -16,6 +16,7 @@ pub mod evaluate;
 pub mod fanout;
 pub mod fast_path;
 pub mod function;
+pub mod impact;
 pub mod lab;
 pub mod lab_run;
 pub mod local;

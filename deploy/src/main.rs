@@ -77,6 +77,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     if destroys(&cli.command, global) && !global.yes {
         confirm(&[(String::new(), lab.account.clone(), lab.region.clone())])?;
     }
+    if let Command::Up { dry_run: false, .. } = &cli.command {
+        if !global.yes {
+            let impact = deploy::impact::preview(&lab).await?;
+            deploy::impact::confirm(&[(format!("account {}, region {}", lab.account, lab.region), impact)])?;
+        }
+    }
     let (done, error) = execute(&lab, &cli.command, global, Context::default()).await;
     if let Some(done) = &done {
         print(global.output, done);

@@ -48,5 +48,6 @@ pub async fn open_ports(lab: &Lab) -> Result<Report> {
         dry_run: false,
         steps,
         desired: None,
+        impact: None,
     })
 }

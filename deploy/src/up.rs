@@ -171,6 +171,7 @@ pub async fn up(lab: &Lab, options: &UpOptions) -> (Report, Option<Error>) {
         dry_run: options.dry_run,
         steps: Vec::new(),
         desired: None,
+        impact: None,
     };
     let artifact = match Artifact::locate(options.zip.as_deref()) {
         Ok(artifact) => artifact,
@@ -181,6 +182,10 @@ pub async fn up(lab: &Lab, options: &UpOptions) -> (Report, Option<Error>) {
         Err(err) => return (report, Some(err)),
     };
     report.desired = Some(desired(lab, &artifact, &mode));
+    match crate::impact::preview(lab).await {
+        Ok(impact) => report.impact = Some(impact),
+        Err(err) => return (report, Some(err)),
+    }
     let dry_run = options.dry_run;
 
     let config_chain = async {
@@ -269,6 +274,7 @@ pub async fn down_with(lab: &Lab, options: &DownOptions) -> Report {
         dry_run,
         steps: Vec::new(),
         desired: None,
+        impact: None,
     };
     let failed =
         |kind: &'static str, name: &str, err: Error| Step::new(kind, name, Action::Failed).detail(err.to_string());
