@@ -137,7 +137,7 @@ pub fn serialize_list<S: serde::Serializer>(
 }
 
 /// The parameters the rule is created with, and the function's baseline.
-fn parameters() -> Result<(Parameters, Vec<Rule>)> {
+pub fn parameters() -> Result<(Parameters, Vec<Rule>)> {
     let parameters = Parameters::parse(Some(RULE_PARAMETERS)).map_err(|e| Error::Failed(e.to_string()))?;
     let required = match &parameters.required_ingress {
         Some(rules) => rules.clone(),
@@ -172,12 +172,17 @@ pub async fn read_groups(lab: &Lab) -> Result<(Vec<GroupState>, Vec<String>)> {
 
 /// Reads the region's groups and previews the first evaluation.
 pub async fn preview(lab: &Lab) -> Result<Impact> {
+    Ok(preview_groups(lab).await?.0)
+}
+
+/// [`preview`], and the groups as read.
+pub async fn preview_groups(lab: &Lab) -> Result<(Impact, Vec<GroupState>)> {
     let (parameters, required) = parameters()?;
     let (groups, unreadable) = read_groups(lab).await?;
     let default_group = crate::status::default_group_id(lab).await?;
     let mut impact = assess(&groups, &parameters, &required, default_group.as_deref());
     impact.unreadable = unreadable;
-    Ok(impact)
+    Ok((impact, groups))
 }
 
 /// Asks once before `up` changes groups besides the lab's; `targets` names each account and

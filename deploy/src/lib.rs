@@ -28,5 +28,6 @@ pub mod report;
 pub mod retry;
 pub mod role;
 pub mod rule;
+pub mod snapshot;
 pub mod status;
 pub mod up;

@@ -123,3 +123,86 @@ fn the_preview_lists_exactly_the_groups_that_change_and_up_without_yes_refuses()
     assert_eq!(local.leftovers(), Vec::<String>::new());
     assert_eq!(local.block_on(ingress(&local.lab, &ids)), before);
 }
+
+/// Waits (bounded) until the rule has put every group but `skip` at the baseline.
+fn wait_for_baseline(local: &Local, ids: &BTreeMap<String, String>) {
+    let web = vec!["tcp/443@0.0.0.0/0".to_owned(), "tcp/80@0.0.0.0/0".to_owned()];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let now = local.block_on(ingress(&local.lab, ids));
+        if now.values().all(|rules| *rules == web) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "the rule did not bring every group to the baseline: {now:?}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+fn steps_of(run: &common::Run) -> Vec<Value> {
+    let json: Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout));
+    json["steps"].as_array().unwrap().clone()
+}
+
+#[test]
+fn down_puts_every_group_back_as_it_was_before_up() {
+    let local = Local::start("restore-cycle");
+    let ids = local.block_on(create_groups(&local.lab));
+    let before = local.block_on(ingress(&local.lab, &ids));
+    // A group deleted while the lab runs: reported by `down`, not an error.
+    let scratch = local.block_on(async {
+        let made = local.lab.clients.ec2.create_security_group().group_name("scratch").description("s").send().await;
+        made.unwrap().group_id().unwrap().to_owned()
+    });
+    local.up();
+    wait_for_baseline(&local, &ids);
+    let open = local.deploy(&["lab", "open-ports"]);
+    assert_eq!(open.code, 0, "{}", open.stderr);
+    wait_for_baseline(&local, &ids);
+    local.block_on(async {
+        assert!(local.local.settle(std::time::Duration::from_secs(30)).await);
+        local.lab.clients.ec2.delete_security_group().group_id(&scratch).send().await.unwrap();
+    });
+
+    let down = local.deploy(&["down", "--output", "json"]);
+    assert_eq!(down.code, 0, "{}\n{}", down.stderr, down.stdout);
+    assert_eq!(local.block_on(ingress(&local.lab, &ids)), before, "{}", down.stdout);
+    let steps = steps_of(&down);
+    let row = |id: &str| steps.iter().find(|s| s["resource"] == "group" && s["name"] == id).cloned();
+    for name in ["database", "empty", "default"] {
+        assert_eq!(row(&ids[name]).unwrap_or_default()["action"], "update", "{name}: {steps:?}");
+    }
+    assert!(row(&ids["baseline"]).is_none(), "the baseline group needs no restore: {steps:?}");
+    assert_eq!(row(&scratch).unwrap_or_default()["action"], "absent", "{steps:?}");
+    assert_eq!(local.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn keep_groups_leaves_them_as_the_lab_left_them_and_a_garbled_record_restores_nothing() {
+    let local = Local::start("restore-keep");
+    let ids = local.block_on(create_groups(&local.lab));
+    let web = vec!["tcp/443@0.0.0.0/0".to_owned(), "tcp/80@0.0.0.0/0".to_owned()];
+
+    local.up();
+    wait_for_baseline(&local, &ids);
+    local.block_on(async { assert!(local.local.settle(std::time::Duration::from_secs(30)).await) });
+    let down = local.deploy(&["down", "--keep-groups", "--output", "json"]);
+    assert_eq!(down.code, 0, "{}", down.stderr);
+    assert!(local.block_on(ingress(&local.lab, &ids)).values().all(|r| *r == web));
+    assert_eq!(local.leftovers(), Vec::<String>::new());
+
+    // A garbled record: `down` says so, tears the rest down, restores nothing, exits 1.
+    local.up();
+    local.block_on(async { assert!(local.local.settle(std::time::Duration::from_secs(30)).await) });
+    let lab = local.block_on(deploy::bucket::in_region(&local.lab)).unwrap();
+    local.block_on(async {
+        let body = aws_sdk_s3::primitives::ByteStream::from_static(b"{\"version\":1,\"groups\":{\"sg-1\":[\"oops\"]}}");
+        let put = lab.clients.s3.put_object().bucket(&lab.names.bucket).key(deploy::snapshot::KEY).body(body);
+        put.send().await.unwrap();
+    });
+    let down = local.deploy(&["down"]);
+    assert_eq!(down.code, 1, "{}\n{}", down.stderr, down.stdout);
+    assert!(down.stderr.contains("could not restore the security groups"), "{}", down.stderr);
+    assert!(down.stderr.contains(deploy::snapshot::KEY), "{}", down.stderr);
+    assert!(local.block_on(ingress(&local.lab, &ids)).values().all(|r| *r == web));
+    assert_eq!(local.leftovers(), Vec::<String>::new());
+}
