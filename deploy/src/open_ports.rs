@@ -31,13 +31,18 @@ pub async fn open_ports(lab: &Lab) -> Result<Report> {
     if !changes.is_empty() {
         // The default group as it was before the lab, for `down` (crate::snapshot); only where
         // the lab's bucket is, and never over an earlier record of it.
+        // An unreadable record stays as it is (`down` reports it); the exercise goes on.
         let here = crate::bucket::in_region(lab).await?;
-        if !matches!(crate::snapshot::read(&here).await?, crate::snapshot::Stored::NoBucket) {
-            let state = GroupState { group_id: group.clone(), ingress: current.clone(), ..GroupState::default() };
-            let step = crate::snapshot::record(&here, &[state], false).await?;
-            if step.action != Action::Unchanged {
-                steps.push(step);
-            }
+        let state = GroupState { group_id: group.clone(), ingress: current.clone(), ..GroupState::default() };
+        let recorded = match crate::snapshot::read(&here).await {
+            Ok(crate::snapshot::Stored::NoBucket) => None,
+            Ok(_) => Some(crate::snapshot::record(&here, &[state], false).await),
+            Err(err) => Some(Err(err)),
+        };
+        match recorded {
+            Some(Ok(step)) if step.action != Action::Unchanged => steps.push(step),
+            Some(Err(err)) => tracing::warn!("{err}; `down` will not restore {group} from before this change"),
+            _ => {}
         }
     }
     if !changes.revoke.is_empty() {

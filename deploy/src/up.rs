@@ -238,8 +238,17 @@ pub async fn up(lab: &Lab, options: &UpOptions) -> (Report, Option<Error>) {
             Err(err) => return (report, Some(err)),
         }
     }
+    // Without a record `down` cannot put the groups back: only the lab's own default group
+    // may go unrecorded (say, on a plain moto, which denies the TLS-only bucket over HTTP).
+    let others = report.impact.as_ref().is_some_and(crate::impact::Impact::needs_confirmation);
     match crate::snapshot::record(lab, &groups, dry_run).await {
         Ok(step) => report.record([step]),
+        Err(err) if !others => {
+            tracing::warn!("{err}; `down` will not restore the default group");
+            let name = format!("s3://{}/{}", lab.names.bucket, crate::snapshot::KEY);
+            let detail = format!("not recorded, so `down` will not restore the default group: {err}");
+            report.record([Step::new("group-record", name, Action::Failed).detail(detail)]);
+        }
         Err(err) => return (report, Some(err)),
     }
     match rule::ensure(lab, dry_run).await {

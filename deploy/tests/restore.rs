@@ -9,6 +9,7 @@ use std::process::Stdio;
 
 use aws_sdk_ec2::types::{IpPermission, IpRange};
 use common::Local;
+use deploy::cli::Cli;
 use deploy::lab::Lab;
 use serde_json::Value;
 use sg_function::aws::Ec2;
@@ -205,4 +206,97 @@ fn keep_groups_leaves_them_as_the_lab_left_them_and_a_garbled_record_restores_no
     assert!(down.stderr.contains(deploy::snapshot::KEY), "{}", down.stderr);
     assert!(local.block_on(ingress(&local.lab, &ids)).values().all(|r| *r == web));
     assert_eq!(local.leftovers(), Vec::<String>::new());
+}
+
+/// Two student accounts reached by AssumeRole, each with a database group: `up --accounts` asks
+/// once for both, and `down` restores each account's groups.
+#[test]
+fn with_a_target_list_up_asks_once_and_down_restores_every_account() {
+    use clap::Parser;
+    const STUDENTS: [(&str, &str); 2] = [("111111111111", "alice"), ("222222222222", "bob")];
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let dir = std::env::temp_dir().join(format!("sg-lab-restore-accounts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let options = localaws::Options {
+        port: 0,
+        moto: deploy::local::moto_program(),
+        data_dir: dir.join("local"),
+        behaviours: localaws::behaviours::Behaviours::aws_like(),
+    };
+    let local = rt.block_on(localaws::start(options)).unwrap();
+    let zip = testkit::bootstrap_zip(&dir);
+    std::fs::write(dir.join("config"), "").unwrap();
+    std::fs::write(dir.join("credentials"), "").unwrap();
+    let accounts = dir.join("accounts.txt");
+    let lines: Vec<String> = STUDENTS.iter().map(|(id, alias)| format!("{id} {alias}")).collect();
+    std::fs::write(&accounts, lines.join("\n")).unwrap();
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_deploy"))
+            .current_dir(&dir)
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_REGION")
+            .env_remove("AWS_DEFAULT_REGION")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", dir.join("config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("credentials"))
+            .args(args)
+            .args(["--accounts", accounts.to_str().unwrap(), "--local", "--endpoint-url", &local.endpoint])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let cli =
+        Cli::parse_from(["deploy", "--local", "--endpoint-url", &local.endpoint, "--region", "us-west-2", "status"]);
+    let mut database = Vec::new();
+    for (account, _) in STUDENTS {
+        let sdk = rt
+            .block_on(deploy::connect::assumed_sdk_config(&cli.global, account, "OrganizationAccountAccessRole"))
+            .unwrap();
+        let ec2 = aws_sdk_ec2::Client::new(&sdk);
+        let id = rt.block_on(async {
+            let made = ec2.create_security_group().group_name("database").description("db").send().await.unwrap();
+            let id = made.group_id().unwrap().to_owned();
+            let permission = IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(5432)
+                .to_port(5432)
+                .ip_ranges(IpRange::builder().cidr_ip("10.1.0.0/16").build())
+                .build();
+            ec2.authorize_security_group_ingress().group_id(&id).ip_permissions(permission).send().await.unwrap();
+            id
+        });
+        database.push((ec2, id));
+    }
+    let rules_of = |ec2: &aws_sdk_ec2::Client, id: &str| {
+        let mut rules: Vec<String> =
+            rt.block_on(ec2.ingress_rules(id)).unwrap().into_iter().map(|o| o.rule.to_string()).collect();
+        rules.sort();
+        rules
+    };
+
+    let zip = zip.to_str().unwrap();
+    let (code, stderr) = run(&["up", "--zip", zip]);
+    assert_eq!(code, 4, "{stderr}");
+    assert_eq!(stderr.matches("refusing to create the rule").count(), 1, "asked once: {stderr}");
+    for (account, alias) in STUDENTS {
+        assert!(stderr.contains(&format!("{alias}: account {account}, region us-west-2")), "{stderr}");
+    }
+    assert!(stderr.contains("changes 4 security groups (2 besides the lab's default group)"), "{stderr}");
+
+    let (code, stderr) = run(&["up", "--zip", zip, "--yes"]);
+    assert_eq!(code, 0, "{stderr}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    for (ec2, id) in &database {
+        while rules_of(ec2, id) != ["tcp/443@0.0.0.0/0", "tcp/80@0.0.0.0/0"] {
+            assert!(std::time::Instant::now() < deadline, "{id} not at the baseline: {:?}", rules_of(ec2, id));
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    }
+    rt.block_on(async { assert!(local.settle(std::time::Duration::from_secs(30)).await) });
+    let (code, stderr) = run(&["down", "--yes"]);
+    assert_eq!(code, 0, "{stderr}");
+    for (ec2, id) in &database {
+        assert_eq!(rules_of(ec2, id), ["tcp/5432@10.1.0.0/16"]);
+    }
 }
