@@ -307,7 +307,7 @@ pub async fn run(global: &Global, command: &Command, targets: Vec<Target>, confi
             labs.iter().map(|(_, t, lab)| (t.label(), lab.account.clone(), lab.region.clone())).collect();
         confirm(&listed)?;
     }
-    if let Command::Up { dry_run: false, .. } = command {
+    if let Command::Up { dry_run: false, .. } | Command::Lab { command: crate::cli::LabCommand::Run { .. } } = command {
         if !global.yes && !labs.is_empty() {
             let mut impacts = Vec::new();
             for (_, target, lab) in &labs {

@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
-use deploy::cli::{Cli, Command, Global, LocalCommand, Output};
+use deploy::cli::{Cli, Command, Global, LabCommand, LocalCommand, Output};
 use deploy::command::{destroys, execute, Context};
 use deploy::error::{Error, Result};
 use deploy::fanout::Target;
@@ -77,7 +77,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     if destroys(&cli.command, global) && !global.yes {
         confirm(&[(String::new(), lab.account.clone(), lab.region.clone())])?;
     }
-    if let Command::Up { dry_run: false, .. } = &cli.command {
+    // `lab run` runs `up` too.
+    if let Command::Up { dry_run: false, .. } | Command::Lab { command: LabCommand::Run { .. } } = &cli.command {
         if !global.yes {
             let impact = deploy::impact::preview(&lab).await?;
             deploy::impact::confirm(&[(format!("account {}, region {}", lab.account, lab.region), impact)])?;
