@@ -363,7 +363,8 @@ pub async fn delete(lab: &Lab, dry_run: bool) -> Result<Vec<Step>> {
     Ok(steps)
 }
 
-async fn log_group_exists(lab: &Lab) -> Result<bool> {
+/// Whether the function's log group `/aws/lambda/<function>` exists.
+pub(crate) async fn log_group_exists(lab: &Lab) -> Result<bool> {
     let log_group = lab.log_group();
     let found = lab
         .clients

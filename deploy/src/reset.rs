@@ -196,7 +196,7 @@ async fn function(lab: &Lab, dry_run: bool) -> Result<Vec<Step>> {
             }
         }
     }
-    if log_group_exists(lab).await? {
+    if crate::function::log_group_exists(lab).await? {
         if !dry_run {
             match lab.clients.logs.delete_log_group().log_group_name(&log_group).send().await {
                 Ok(_) => {}
@@ -224,19 +224,6 @@ async fn permissions(lab: &Lab) -> Result<Vec<String>> {
         Err(err) if code_of(&err) == Some("ResourceNotFoundException") => Ok(Vec::new()),
         Err(err) => Err(Error::aws(format!("reading the resource policy of function {name}"), err)),
     }
-}
-
-async fn log_group_exists(lab: &Lab) -> Result<bool> {
-    let log_group = lab.log_group();
-    let found = lab
-        .clients
-        .logs
-        .describe_log_groups()
-        .log_group_name_prefix(&log_group)
-        .send()
-        .await
-        .map_err(|e| Error::aws(format!("reading log group {log_group}"), e))?;
-    Ok(found.log_groups().iter().any(|g| g.log_group_name() == Some(log_group.as_str())))
 }
 
 async fn function_role(lab: &Lab, dry_run: bool) -> Result<Step> {
