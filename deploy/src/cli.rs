@@ -154,11 +154,16 @@ pub enum Command {
         #[command(subcommand)]
         command: LocalCommand,
     },
-    /// Delete everything `up` created, and nothing else (lab step 6)
+    /// Delete everything `up` created, and nothing else, and put the security groups back as
+    /// `up` recorded them (lab step 6)
     Down {
         /// Show the plan; change nothing
         #[arg(long)]
         dry_run: bool,
+        /// Leave the security groups as the lab left them (keep the rule's baseline as a
+        /// guardrail) instead of restoring their ingress from before `up`
+        #[arg(long)]
+        keep_groups: bool,
     },
 }
 

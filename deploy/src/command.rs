@@ -112,7 +112,7 @@ impl fmt::Display for Done {
 /// Whether the command deletes (and so asks first, unless `--yes`).
 pub fn destroys(command: &Command, global: &Global) -> bool {
     match command {
-        Command::Down { dry_run } => !dry_run,
+        Command::Down { dry_run, .. } => !dry_run,
         Command::Lab { command: LabCommand::Reset { dry_run } } => !dry_run,
         // Against the local AWS this command started itself, there is nothing of the user's.
         Command::Lab { command: LabCommand::Run { keep, .. } } => !keep && !local_auto(global),
@@ -149,16 +149,32 @@ pub async fn execute(lab: &Lab, command: &Command, global: &Global, context: Con
             let shown = (error.is_none() || !report.steps.is_empty()).then_some(Done::Report(report));
             (shown, error)
         }
-        Command::Down { dry_run } => {
-            let options = DownOptions { dry_run: *dry_run, keep_account_wide: context.keep_account_wide };
+        Command::Down { dry_run, keep_groups } => {
+            let options = DownOptions {
+                dry_run: *dry_run,
+                keep_account_wide: context.keep_account_wide,
+                keep_groups: *keep_groups,
+            };
             let report = crate::up::down_with(lab, &options).await;
-            let failed: Vec<String> = report.failed().map(|s| format!("{} {}", s.resource, s.name)).collect();
-            let error = (!failed.is_empty()).then(|| {
-                Error::Failed(format!(
+            let groups = |s: &&crate::report::Step| matches!(s.resource, "group" | "group-record");
+            let failed: Vec<String> =
+                report.failed().filter(|s| !groups(s)).map(|s| format!("{} {}", s.resource, s.name)).collect();
+            let unrestored: Vec<String> = report
+                .failed()
+                .filter(groups)
+                .map(|s| format!("{} ({})", s.name, s.detail.as_deref().unwrap_or("failed")))
+                .collect();
+            let mut problems = Vec::new();
+            if !failed.is_empty() {
+                problems.push(format!(
                     "down left resources of the lab behind: {}; run `deploy down` again",
                     failed.join(", ")
-                ))
-            });
+                ));
+            }
+            if !unrestored.is_empty() {
+                problems.push(format!("down could not restore the security groups: {}", unrestored.join("; ")));
+            }
+            let error = (!problems.is_empty()).then(|| Error::Failed(problems.join("; ")));
             (Some(Done::Report(report)), error)
         }
         Command::Lab { command: LabCommand::OpenPorts } => {

@@ -311,6 +311,16 @@ pub async fn run(global: &Global, command: &Command, targets: Vec<Target>, confi
             labs.iter().map(|(_, t, lab)| (t.label(), lab.account.clone(), lab.region.clone())).collect();
         confirm(&listed)?;
     }
+    if let Command::Up { dry_run: false, .. } | Command::Lab { command: crate::cli::LabCommand::Run { .. } } = command {
+        if !global.yes && !labs.is_empty() {
+            let mut impacts = Vec::new();
+            for (_, target, lab) in &labs {
+                let impact = crate::impact::preview(lab).await?;
+                impacts.push((format!("{}: account {}, region {}", target.label(), lab.account, lab.region), impact));
+            }
+            crate::impact::confirm(&impacts)?;
+        }
+    }
 
     // 4. Run: accounts concurrently, the regions of one account in order.
     let mut by_account: BTreeMap<String, Vec<(usize, Target, Lab)>> = BTreeMap::new();

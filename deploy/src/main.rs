@@ -81,6 +81,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         confirm(&[(String::new(), lab.account.clone(), lab.region.clone())])?;
     }
+    // `lab run` runs `up` too.
+    if let Command::Up { dry_run: false, .. } | Command::Lab { command: LabCommand::Run { .. } } = &cli.command {
+        if !global.yes {
+            let impact = deploy::impact::preview(&lab).await?;
+            deploy::impact::confirm(&[(format!("account {}, region {}", lab.account, lab.region), impact)])?;
+        }
+    }
     let (done, error) = execute(&lab, &cli.command, global, Context::default()).await;
     if let Some(done) = &done {
         print(global.output, done);

@@ -3,7 +3,7 @@
 //! violations it must remove. Idempotent: a second run changes nothing.
 
 use sg_function::aws::Ec2;
-use sg_function::evaluate::plan;
+use sg_function::evaluate::{plan, GroupState};
 use sg_function::rules::Rule;
 
 use crate::error::{Error, Result};
@@ -28,6 +28,23 @@ pub async fn open_ports(lab: &Lab) -> Result<Report> {
     let current = ec2.ingress_rules(&group).await.map_err(fail)?;
     let changes = plan(&current, &wanted);
     let mut steps = Vec::new();
+    if !changes.is_empty() {
+        // The default group as it was before the lab, for `down` (crate::snapshot); only where
+        // the lab's bucket is, and never over an earlier record of it.
+        // An unreadable record stays as it is (`down` reports it); the exercise goes on.
+        let here = crate::bucket::in_region(lab).await?;
+        let state = GroupState { group_id: group.clone(), ingress: current.clone(), ..GroupState::default() };
+        let recorded = match crate::snapshot::read(&here).await {
+            Ok(crate::snapshot::Stored::NoBucket) => None,
+            Ok(_) => Some(crate::snapshot::record(&here, &[state], false).await),
+            Err(err) => Some(Err(err)),
+        };
+        match recorded {
+            Some(Ok(step)) if step.action != Action::Unchanged => steps.push(step),
+            Some(Err(err)) => tracing::warn!("{err}; `down` will not restore {group} from before this change"),
+            _ => {}
+        }
+    }
     if !changes.revoke.is_empty() {
         ec2.revoke(&group, &changes.revoke).await.map_err(fail)?;
         let rules: Vec<String> = changes.revoke.iter().map(|o| o.rule.to_string()).collect();
@@ -48,5 +65,6 @@ pub async fn open_ports(lab: &Lab) -> Result<Report> {
         dry_run: false,
         steps,
         desired: None,
+        impact: None,
     })
 }

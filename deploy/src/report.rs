@@ -89,6 +89,9 @@ pub struct Report {
     /// The desired state `up` converges to (for `up` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub desired: Option<serde_json::Value>,
+    /// `up`: what the rule's first evaluation will change; in JSON, one entry per group.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "crate::impact::serialize_list")]
+    pub impact: Option<crate::impact::Impact>,
 }
 
 impl Report {
@@ -101,6 +104,7 @@ impl Report {
             dry_run,
             steps: Vec::new(),
             desired: None,
+            impact: None,
         }
     }
 
@@ -120,6 +124,9 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let plan = if self.dry_run { " (dry run: nothing was changed)" } else { "" };
         writeln!(f, "{} in account {}, region {}{plan}", self.command, self.account, self.region)?;
+        if let Some(impact) = &self.impact {
+            write!(f, "{impact}")?;
+        }
         let width = self.steps.iter().map(|s| s.resource.len()).max().unwrap_or(0);
         let name_width = self.steps.iter().map(|s| s.name.len()).max().unwrap_or(0);
         for step in &self.steps {
@@ -152,6 +159,7 @@ mod tests {
                 Step::new("rule", "EC2_Security_Group", Action::Update).detail("InputParameters"),
             ],
             desired: None,
+            impact: None,
         };
         let text = report.to_string();
         assert!(text.starts_with("up in account 123456789012, region us-west-2 (dry run: nothing was changed)\n"));

@@ -171,6 +171,7 @@ pub async fn up(lab: &Lab, options: &UpOptions) -> (Report, Option<Error>) {
         dry_run: options.dry_run,
         steps: Vec::new(),
         desired: None,
+        impact: None,
     };
     let artifact = match Artifact::locate(options.zip.as_deref()) {
         Ok(artifact) => artifact,
@@ -181,6 +182,13 @@ pub async fn up(lab: &Lab, options: &UpOptions) -> (Report, Option<Error>) {
         Err(err) => return (report, Some(err)),
     };
     report.desired = Some(desired(lab, &artifact, &mode));
+    let groups = match crate::impact::preview_groups(lab).await {
+        Ok((impact, groups)) => {
+            report.impact = Some(impact);
+            groups
+        }
+        Err(err) => return (report, Some(err)),
+    };
     let dry_run = options.dry_run;
 
     let config_chain = async {
@@ -222,6 +230,27 @@ pub async fn up(lab: &Lab, options: &UpOptions) -> (Report, Option<Error>) {
     if let Some(err) = config_error.or(function_error) {
         return (report, Some(err));
     }
+    // The record of the groups before the rule exists (crate::snapshot), in the lab's bucket:
+    // created here when the existing recorder is used without the fast path.
+    if mode != Mode::Manage && !lab.fast_path {
+        match bucket::ensure(lab, dry_run).await {
+            Ok(step) => report.record([step]),
+            Err(err) => return (report, Some(err)),
+        }
+    }
+    // Without a record `down` cannot put the groups back: only the lab's own default group
+    // may go unrecorded (say, on a plain moto, which denies the TLS-only bucket over HTTP).
+    let others = report.impact.as_ref().is_some_and(crate::impact::Impact::needs_confirmation);
+    match crate::snapshot::record(lab, &groups, dry_run).await {
+        Ok(step) => report.record([step]),
+        Err(err) if !others => {
+            tracing::warn!("{err}; `down` will not restore the default group");
+            let name = format!("s3://{}/{}", lab.names.bucket, crate::snapshot::KEY);
+            let detail = format!("not recorded, so `down` will not restore the default group: {err}");
+            report.record([Step::new("group-record", name, Action::Failed).detail(detail)]);
+        }
+        Err(err) => return (report, Some(err)),
+    }
     match rule::ensure(lab, dry_run).await {
         Ok(step) => report.record([step]),
         Err(err) => return (report, Some(err)),
@@ -249,6 +278,8 @@ pub struct DownOptions {
     /// the account still uses them. The bucket is not one: each region has its own
     /// ([`bucket::in_region`]).
     pub keep_account_wide: bool,
+    /// Leave the security groups as the lab left them (no restore from the record).
+    pub keep_groups: bool,
 }
 
 /// Runs `down`: every step is attempted; failures are reported as failed steps.
@@ -269,6 +300,7 @@ pub async fn down_with(lab: &Lab, options: &DownOptions) -> Report {
         dry_run,
         steps: Vec::new(),
         desired: None,
+        impact: None,
     };
     let failed =
         |kind: &'static str, name: &str, err: Error| Step::new(kind, name, Action::Failed).detail(err.to_string());
@@ -281,9 +313,28 @@ pub async fn down_with(lab: &Lab, options: &DownOptions) -> Report {
     let names = &lab.names;
     let one = |step: Result<Step>, kind, name: &str| vec![step.unwrap_or_else(|err| failed(kind, name, err))];
     let many = |steps: Result<Vec<Step>>, kind, name: &str| steps.unwrap_or_else(|err| vec![failed(kind, name, err)]);
-    report.record(one(rule::delete(lab, dry_run).await, "rule", &names.rule));
+    let rule_step = one(rule::delete(lab, dry_run).await, "rule", &names.rule);
+    let deployed = rule_step.iter().any(|s| s.action == Action::Delete);
+    report.record(rule_step);
     report.record(many(fast_path::delete(lab, dry_run).await, "fast-path", crate::lab::FAST_PATH_RULE));
     report.record(many(function::delete(lab, dry_run).await, "function", &names.function));
+    // Nothing remediates any more: the groups go back as recorded, before the bucket goes.
+    let mut keep_bucket = false;
+    if options.keep_groups {
+        let name = format!("s3://{}/{}", names.bucket, crate::snapshot::KEY);
+        report.record([
+            Step::new("group-record", name, Action::Kept).detail("--keep-groups: groups left as the lab left them")
+        ]);
+    } else if unresolved.is_none() {
+        match crate::impact::parameters() {
+            Ok((_, baseline)) => {
+                let restored = crate::snapshot::restore(lab, &baseline, deployed, dry_run).await;
+                keep_bucket = restored.keep_bucket;
+                report.record(restored.steps);
+            }
+            Err(err) => report.record([failed("group-record", crate::snapshot::KEY, err)]),
+        }
+    }
     if options.keep_account_wide {
         report.record([kept("function-role", &names.function_role)]);
     } else {
@@ -299,6 +350,8 @@ pub async fn down_with(lab: &Lab, options: &DownOptions) -> Report {
         Err(err) => report.record([failed(crate::prepare::KIND, &crate::prepare::bucket_name(lab), err)]),
     }
     match unresolved {
+        None if keep_bucket => report.record([Step::new("bucket", &names.bucket, Action::Kept)
+            .detail("holds the record of groups not restored; run `deploy down` again")]),
         None => report.record(one(bucket::delete(lab, dry_run).await, "bucket", &names.bucket)),
         Some(err) => report.record([failed("bucket", &names.bucket, err)]),
     }
