@@ -1,9 +1,17 @@
 //! `up`, `down`, `status` and `lab open-ports` with the real SDK against a moto server started
 //! per test, behind a proxy that records every call.
+//!
+//! moto applies a bucket policy's Deny statements without reading their Condition, so the
+//! lab's TLS-only Deny would refuse every object call (the record of the groups' ingress) that
+//! AWS, over TLS, allows. The proxy corrects moto as the local AWS does
+//! ([`localaws::s3::without_conditional_denies`]): moto gets the policy without its
+//! conditional Denies, and GetBucketPolicy answers the policy as it was put.
 
 mod common;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use clap::Parser;
 use deploy::cli::Cli;
@@ -12,7 +20,7 @@ use deploy::report::{Action, Report};
 use deploy::role::RoleSpec;
 use deploy::up::{down, up, UpOptions};
 use serde_json::{json, Value};
-use testkit::{lambda_zip, CountingProxy, MotoServer};
+use testkit::{lambda_zip, CountingProxy, MotoServer, Request, Response};
 
 const ACCOUNT: &str = "123456789012";
 
@@ -25,13 +33,53 @@ struct Env {
 
 async fn env() -> Env {
     let moto = MotoServer::start();
-    let proxy = CountingProxy::start(&moto.endpoint).await;
+    let proxy = CountingProxy::start_with(&moto.endpoint, policy_correction()).await;
     let cli =
         Cli::parse_from(["deploy", "--local", "--region", "us-west-2", "--endpoint-url", &proxy.endpoint, "status"]);
     let lab = deploy::connect::connect(&cli.global).await.unwrap();
     let dir = std::env::temp_dir().join(format!("deploy-test-{}", moto.endpoint.rsplit(':').next().unwrap()));
     std::fs::create_dir_all(&dir).unwrap();
     Env { moto, proxy, lab, dir }
+}
+
+/// The proxy's correction of moto's unconditional Denies (see the module's comment).
+fn policy_correction() -> testkit::Rewrite {
+    let put: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
+    Arc::new(move |request: &mut Request| {
+        if request.method == "DELETE" && !request.path.contains('?') {
+            // DeleteBucket: its policy goes with it.
+            put.lock().unwrap().remove(request.path.trim_matches('/'));
+            return None;
+        }
+        let (bucket, query) = request.path.split_once('?')?;
+        if !query.split('&').any(|q| q == "policy" || q == "policy=") {
+            return None;
+        }
+        let bucket = bucket.trim_matches('/').to_owned();
+        let mut put = put.lock().unwrap();
+        match request.method.as_str() {
+            "PUT" => {
+                let filtered = localaws::s3::without_conditional_denies(&request.body)?;
+                put.insert(bucket, std::mem::replace(&mut request.body, filtered.to_vec()));
+                request.headers.retain(|(k, _)| {
+                    let k = k.to_ascii_lowercase();
+                    k != "content-md5" && !k.starts_with("x-amz-checksum-")
+                });
+                for (k, v) in &mut request.headers {
+                    if k.eq_ignore_ascii_case("content-length") {
+                        *v = request.body.len().to_string();
+                    }
+                }
+                None
+            }
+            "GET" => put.get(&bucket).map(|body| Response::new(200, vec![], body.clone())),
+            "DELETE" => {
+                put.remove(&bucket);
+                None
+            }
+            _ => None,
+        }
+    })
 }
 
 impl Env {
@@ -107,6 +155,7 @@ async fn up_creates_every_resource_as_the_lab_describes() {
             ("function-role", Action::Create),
             ("function", Action::Create),
             ("invoke-permission", Action::Create),
+            ("group-record", Action::Create),
             ("rule", Action::Create),
         ]
     );
@@ -241,7 +290,7 @@ async fn second_up_is_unchanged_and_makes_no_mutating_call() {
     env.proxy.clear();
     let report = env.up(&zip).await;
     assert!(report.steps.iter().all(|s| s.action == Action::Unchanged), "{report}");
-    assert_eq!(report.steps.len(), 9);
+    assert_eq!(report.steps.len(), 10, "nine resources and the record of the groups");
     let mutating: Vec<_> = env.proxy.calls().into_iter().filter(|c| c.is_mutating()).collect();
     assert!(mutating.is_empty(), "{mutating:#?}");
 }
@@ -285,15 +334,19 @@ async fn changed_zip_and_changed_rule_parameters_are_updated() {
 async fn down_removes_everything_and_a_second_down_is_a_no_op() {
     let env = env().await;
     env.up(&env.zip("v1")).await;
-    // Config delivered objects, in several versions: down must empty the bucket first. (The
-    // bucket's TLS-only policy denies these plain-HTTP writes, so it goes for the setup.)
+    // Config delivered objects, in several versions: down must empty the bucket first.
     let s3 = &env.lab.clients.s3;
     let bucket = &env.lab.names.bucket;
-    s3.delete_bucket_policy().bucket(bucket).send().await.unwrap();
+    // moto answers ListObjectVersions with a 500 once a bucket that holds an object put before
+    // versioning is versioned: the record `up` wrote goes back once versioning is on.
+    let key = deploy::snapshot::KEY;
+    let record = s3.get_object().bucket(bucket).key(key).send().await.unwrap().body.collect().await.unwrap();
+    s3.delete_object().bucket(bucket).key(key).send().await.unwrap();
     let versioning = aws_sdk_s3::types::VersioningConfiguration::builder()
         .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
         .build();
     s3.put_bucket_versioning().bucket(bucket).versioning_configuration(versioning).send().await.unwrap();
+    s3.put_object().bucket(bucket).key(key).body(record.into_bytes().into()).send().await.unwrap();
     for body in ["{}", "{\"v\":2}"] {
         let key = "AWSLogs/123456789012/Config/snapshot.json";
         s3.put_object().bucket(bucket).key(key).body(body.as_bytes().to_vec().into()).send().await.unwrap();
@@ -302,7 +355,7 @@ async fn down_removes_everything_and_a_second_down_is_a_no_op() {
     let report = down(&env.lab, false).await;
     assert!(report.failed().next().is_none(), "{report}");
     let emptied = report.steps.iter().find(|s| s.resource == "bucket").unwrap();
-    assert_eq!(emptied.detail.as_deref(), Some("3 object versions removed"));
+    assert_eq!(emptied.detail.as_deref(), Some("4 object versions removed"), "the record and Config's 3");
     assert_eq!(common::leftovers(&env.lab).await, Vec::<String>::new());
     let again = down(&env.lab, false).await;
     assert!(again.steps.iter().all(|s| s.action == Action::Absent), "{again}");
@@ -338,6 +391,10 @@ async fn partial_up(lab: &Lab, zip: &Path, steps: usize) {
             5 => drop(deploy::role::ensure(lab, &RoleSpec::function(lab), false, "").await.unwrap()),
             6 => drop(deploy::function::ensure(lab, &artifact, false).await.unwrap()),
             7 => drop(deploy::function::ensure_permission(lab, false).await.unwrap()),
+            8 => {
+                let (groups, _) = deploy::impact::read_groups(lab).await.unwrap();
+                drop(deploy::snapshot::record(lab, &groups, false).await.unwrap())
+            }
             _ => drop(deploy::rule::ensure(lab, false).await.unwrap()),
         }
     }
@@ -347,7 +404,7 @@ async fn partial_up(lab: &Lab, zip: &Path, steps: usize) {
 async fn down_after_a_partial_up_leaves_nothing() {
     let env = env().await;
     let zip = env.zip("v1");
-    for steps in 1..=9 {
+    for steps in 1..=10 {
         env.moto.reset();
         partial_up(&env.lab, &zip, steps).await;
         let report = down(&env.lab, false).await;
@@ -356,7 +413,7 @@ async fn down_after_a_partial_up_leaves_nothing() {
         // And `up` from a partial state converges to the full lab.
         partial_up(&env.lab, &zip, steps).await;
         let report = env.up(&zip).await;
-        assert_eq!(report.steps.len(), 9, "{report}");
+        assert_eq!(report.steps.len(), 10, "{report}");
         assert_eq!(common::leftovers(&env.lab).await.len(), 7);
     }
 }
@@ -404,7 +461,10 @@ async fn use_existing_recorder_leaves_it_through_up_and_down() {
     let (report, error) = up(&env.lab, &options).await;
     assert!(error.is_none(), "{error:?}");
     assert_eq!(report.steps[0].action, Action::Kept);
-    assert!(!report.steps.iter().any(|s| s.resource == "bucket" || s.resource == "config-role"));
+    assert!(!report.steps.iter().any(|s| s.resource == "config-role"));
+    // The lab's own bucket, for the record of the groups' ingress (none of the recorder's).
+    let buckets: Vec<_> = report.steps.iter().filter(|s| s.resource == "bucket").map(|s| s.action).collect();
+    assert_eq!(buckets, [Action::Create]);
     let before = env.lab.clients.config.describe_configuration_recorders().send().await.unwrap();
     let report = down(&env.lab, false).await;
     assert!(report.failed().next().is_none(), "{report}");

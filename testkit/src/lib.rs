@@ -241,6 +241,11 @@ impl Response {
         }
     }
 
+    /// An answer with these headers and body.
+    pub fn new(status: u16, headers: Vec<(String, String)>, body: Vec<u8>) -> Self {
+        Response { status, headers, body }
+    }
+
     fn with_headers(mut self, headers: Vec<(String, String)>) -> Self {
         self.headers.extend(headers);
         self
@@ -378,13 +383,23 @@ pub struct CountingProxy {
     calls: Arc<Mutex<Vec<Call>>>,
 }
 
+/// A proxy's hook on each request before it is forwarded: it may change the request, or
+/// answer it itself (`Some`), in which case upstream never sees it.
+pub type Rewrite = Arc<dyn Fn(&mut Request) -> Option<Response> + Send + Sync>;
+
 impl CountingProxy {
     pub async fn start(upstream: &str) -> Self {
+        Self::start_with(upstream, Arc::new(|_: &mut Request| None)).await
+    }
+
+    /// A proxy that passes each request through `rewrite` first (calls are recorded as made).
+    pub async fn start_with(upstream: &str, rewrite: Rewrite) -> Self {
         let upstream: SocketAddr = upstream.trim_start_matches("http://").parse().expect("upstream host:port");
         let calls = Arc::new(Mutex::new(Vec::new()));
         let recorded = calls.clone();
-        let endpoint = serve(move |request: Request| {
+        let endpoint = serve(move |mut request: Request| {
             let recorded = recorded.clone();
+            let rewrite = rewrite.clone();
             async move {
                 let body = String::from_utf8_lossy(&request.body).to_string();
                 let operation = request
@@ -392,7 +407,10 @@ impl CountingProxy {
                     .and_then(|t| t.rsplit('.').next().map(str::to_owned))
                     .or_else(|| body.split('&').find_map(|kv| kv.strip_prefix("Action=").map(str::to_owned)));
                 let (method, path, started) = (request.method.clone(), request.path.clone(), std::time::Instant::now());
-                let answer = forward(upstream, request).await;
+                let answer = match rewrite(&mut request) {
+                    Some(answer) => answer,
+                    None => forward(upstream, request).await,
+                };
                 let finished = std::time::Instant::now();
                 recorded.lock().expect("calls lock").push(Call { method, path, operation, started, finished });
                 answer
