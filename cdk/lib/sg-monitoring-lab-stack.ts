@@ -1,6 +1,7 @@
-// The lab's stack: the same resources `deploy up` converges to (deploy/src/up.rs `desired()`),
-// composed from the recording (lab step 1) and the function (lab step 3), plus the custom
-// Config rule (lab step 4) and, with `fastPath`, the event fast path (`deploy up --fast-path`).
+// The lab's stack: the same resources `deploy up` converges to
+// (deploy/src/commands/up.rs `desired()`), composed from the recording (lab step 1) and the
+// function (lab step 3), plus the custom Config rule (lab step 4) and, with `fastPath`, the
+// event fast path (`deploy up --fast-path`).
 // Every taggable resource carries the lab's tag.
 
 import * as path from 'path';
