@@ -80,7 +80,7 @@ export interface SgMonitoringLabStackProps extends StackProps {
   readonly ruleName?: string;
   /** The invoke permission's construct id. @default config-invoke */
   readonly permissionId?: string;
-  /** The rule's parameters (see the README's "Rule parameters"). @default {"debug":"true"} */
+  /** The rule's parameters (see docs/function.md, "Rule parameters"). @default {"debug":"true"} */
   readonly ruleParameters?: Record<string, string>;
   /**
    * The event fast path: a CloudTrail trail delivering to the lab bucket under `cloudtrail/`, an
