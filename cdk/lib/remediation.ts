@@ -11,7 +11,7 @@ import { Construct } from 'constructs';
 import { zipArchitecture } from './artifact';
 import { readPolicy } from './policy';
 
-/** The function's settings, as `deploy` sets them (deploy/src/function.rs). */
+/** The function's settings, as `deploy` sets them (deploy/src/resources/function.rs). */
 export const FUNCTION_SETTINGS = {
   handler: 'bootstrap',
   memorySize: 128,

@@ -1,6 +1,7 @@
-// The lab's stack: the same resources `deploy up` converges to (deploy/src/up.rs `desired()`),
-// composed from the recording (lab step 1) and the function (lab step 3), plus the custom
-// Config rule (lab step 4) and, with `fastPath`, the event fast path (`deploy up --fast-path`).
+// The lab's stack: the same resources `deploy up` converges to
+// (deploy/src/commands/up.rs `desired()`), composed from the recording (lab step 1) and the
+// function (lab step 3), plus the custom Config rule (lab step 4) and, with `fastPath`, the
+// event fast path (`deploy up --fast-path`).
 // Every taggable resource carries the lab's tag.
 
 import * as path from 'path';
@@ -79,7 +80,7 @@ export interface SgMonitoringLabStackProps extends StackProps {
   readonly ruleName?: string;
   /** The invoke permission's construct id. @default config-invoke */
   readonly permissionId?: string;
-  /** The rule's parameters (see the README's "Rule parameters"). @default {"debug":"true"} */
+  /** The rule's parameters (see docs/function.md, "Rule parameters"). @default {"debug":"true"} */
   readonly ruleParameters?: Record<string, string>;
   /**
    * The event fast path: a CloudTrail trail delivering to the lab bucket under `cloudtrail/`, an

@@ -216,7 +216,7 @@ pub enum LocalCommand {
         #[arg(long, default_value_t = crate::local::LOCAL_PORT)]
         port: u16,
         /// Inject faults into client calls, e.g. '{"seed":1,"rate":0.2,"kind":"throttle"}'
-        /// (also on a running local AWS; see the README)
+        /// (also on a running local AWS; see docs/local-aws.md)
         #[arg(long, value_name = "JSON", env = "SG_LAB_FAULTS")]
         faults: Option<String>,
         /// The AWS behaviours it reproduces on top of moto: `aws` (all, with short windows),

@@ -2,7 +2,7 @@
 
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 
-/// Exit codes, listed in the README.
+/// Exit codes, listed in docs/deploy.md.
 pub mod exit {
     /// An AWS call failed, or `down` left resources of the lab behind.
     pub const FAILED: u8 = 1;

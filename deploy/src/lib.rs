@@ -1,37 +1,31 @@
 //! The `deploy` library: every console step of the lab as code, idempotent, with teardown.
 //!
-//! One module per AWS resource ([`bucket`], [`role`], [`recorder`], [`function`], [`rule`]),
-//! each owning how to read, converge and delete it; [`up`] orders them; [`status`], [`logs`],
-//! [`evaluate`] and [`open_ports`] are the student's views and exercises; [`connect`] turns the
-//! command line into a [`lab::Lab`]; [`command`] runs one command on one target and
-//! [`fanout`] runs it on many.
+//! Three layers:
+//! - [`resources`]: one module per AWS resource ([`bucket`], [`role`], [`recorder`],
+//!   [`function`], [`rule`], [`fast_path`]), each owning how to read, converge and delete it
+//!   and how it knows a resource is the lab's;
+//! - [`commands`]: one module per command — [`up`] (and `down`) orders the resources;
+//!   [`status`], [`logs`], [`evaluate`] and [`open_ports`] are the student's views and
+//!   exercises; [`lab_run`], [`prepare`], [`reset`], [`check`] serve a class; [`local`] runs
+//!   the local AWS;
+//! - the machinery they share: [`cli`] parses the command line, [`connect`] turns it into a
+//!   [`lab::Lab`], [`command`] runs one command on one target and [`fanout`] runs it on many
+//!   ([`progress`] shows them), with [`error`], [`retry`], [`report`] and [`artifact`].
 
 pub mod artifact;
-pub mod bucket;
-pub mod check;
-pub mod check_html;
 pub mod cli;
 pub mod command;
+pub mod commands;
 pub mod connect;
 pub mod error;
-pub mod evaluate;
 pub mod fanout;
-pub mod fast_path;
-pub mod function;
-pub mod impact;
 pub mod lab;
-pub mod lab_run;
-pub mod local;
-pub mod logs;
-pub mod open_ports;
-pub mod prepare;
 pub mod progress;
-pub mod recorder;
 pub mod report;
-pub mod reset;
+pub mod resources;
 pub mod retry;
-pub mod role;
-pub mod rule;
-pub mod snapshot;
-pub mod status;
-pub mod up;
+
+// Each module is also reachable at the crate root (`crate::bucket`, `deploy::up`), the paths
+// the code and the tests use.
+pub use commands::{check, check_html, evaluate, impact, lab_run, local, logs, open_ports, prepare, reset, status, up};
+pub use resources::{bucket, fast_path, function, recorder, role, rule, snapshot};

@@ -1,5 +1,5 @@
 //! `deploy`: parses the command line, connects, runs one command, prints its result to stdout
-//! (text or JSON) and maps errors to the exit codes listed in the README.
+//! (text or JSON) and maps errors to the exit codes listed in docs/deploy.md.
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;

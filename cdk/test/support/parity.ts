@@ -1,6 +1,6 @@
 // The synthesized template read back into the shape of `deploy`'s desired state
-// (deploy/src/up.rs `desired()`), with every intrinsic evaluated for one account and region,
-// and a field-by-field comparison of the two.
+// (deploy/src/commands/up.rs `desired()`), with every intrinsic evaluated for one account and
+// region, and a field-by-field comparison of the two.
 
 import * as crypto from 'crypto';
 import * as fs from 'fs';
