@@ -94,6 +94,11 @@ impl LocalAws {
         *lock(&self.front.behaviours) = behaviours;
     }
 
+    /// EC2 requests answered `RequestLimitExceeded` so far ([`ec2_quotas`]).
+    pub fn ec2_throttled(&self) -> u64 {
+        self.front.ec2_quotas.throttled()
+    }
+
     /// The AWS behaviours in force.
     pub fn behaviours(&self) -> Behaviours {
         self.front.behaviours()
