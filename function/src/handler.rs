@@ -119,9 +119,10 @@ const REPORT_RESERVE: Duration = Duration::from_millis(300);
 const PER_REPORT: Duration = Duration::from_millis(100);
 /// Between the last change started and the reports: the changes in flight (at most
 /// [`CHANGES_IN_FLIGHT`], one round trip each, tens of milliseconds on AWS) finish, with room
-/// for the SDK's first retries (100, 200, 400 ms). A call still unanswered at `answer_by` is
-/// given up and its group reported as not fixed yet.
-const DRAIN: Duration = Duration::from_millis(700);
+/// for a retry. Short, because nothing depends on it for safety: a call still unanswered at
+/// `answer_by` is given up and its group reported as not fixed yet; and every token of the
+/// quota refilled meanwhile is one change fewer for the next run.
+const DRAIN: Duration = Duration::from_millis(300);
 
 impl Budget {
     /// The budget of an invocation that reports `evaluations` evaluations before `deadline`.
