@@ -69,7 +69,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         return fan_out(global, &cli.command, targets).await;
     }
     let lab = deploy::connect::connect(global).await?;
-    eprintln!("account {}, region {}", lab.account, lab.region);
+    // `status` opens its result with this line itself (stdout, and the JSON's fields).
+    if !matches!(cli.command, Command::Status) {
+        eprintln!("account {}, region {}", lab.account, lab.region);
+    }
     if let Command::Logs { filter, since, follow } = &cli.command {
         deploy::logs::logs(&lab, filter.as_deref(), *since, *follow, global.output == Output::Json).await?;
         return Ok(ExitCode::SUCCESS);
