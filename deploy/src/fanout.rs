@@ -309,7 +309,7 @@ pub async fn run(global: &Global, command: &Command, targets: Vec<Target>, confi
     if command::destroys(command, global) && !global.yes && !labs.is_empty() {
         let listed: Vec<(String, String, String)> =
             labs.iter().map(|(_, t, lab)| (t.label(), lab.account.clone(), lab.region.clone())).collect();
-        confirm(&listed)?;
+        crate::progress::suspend(|| confirm(&listed))?;
     }
 
     // 4. Run: accounts concurrently, the regions of one account in order.
