@@ -8,6 +8,8 @@ import * as zlib from 'zlib';
 export type Architecture = 'x86_64' | 'arm64';
 
 const BUILD_HINT = 'build it with scripts/package (cargo lambda build --release --output-format zip)';
+/** Where scripts/package puts the x86_64 zip, relative to `cdk/`. */
+const X86_64_ZIP = '../target/lambda/x86_64/bootstrap/bootstrap.zip';
 
 /** A zip that cannot be deployed, with what is wrong and how to build a good one. */
 export class ArtifactError extends Error {
@@ -23,7 +25,10 @@ export function zipArchitecture(zipPath: string): Architecture {
   try {
     bytes = fs.readFileSync(zipPath);
   } catch (err) {
-    throw new ArtifactError(`cannot read the function zip ${zipPath} (${(err as Error).message}): ${BUILD_HINT}`);
+    throw new ArtifactError(
+      `cannot read the function zip ${zipPath} (${(err as Error).message}): ${BUILD_HINT}, ` +
+        `or pass an existing zip with -c functionZip=<path> (e.g. ${X86_64_ZIP})`,
+    );
   }
   const header = readEntry(bytes, 'bootstrap', zipPath);
   try {

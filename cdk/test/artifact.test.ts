@@ -45,9 +45,12 @@ describe('zipArchitecture', () => {
     expect(() => zipArchitecture(zip)).toThrow('scripts/package');
   });
 
-  test('a missing zip names the path and the build command', () => {
+  test('a missing zip names the path and both ways out: build one, or pass an existing one', () => {
     expect(() => zipArchitecture('/nonexistent/bootstrap.zip')).toThrow(
       /cannot read the function zip \/nonexistent\/bootstrap.zip .*cargo lambda build --release --output-format zip/,
+    );
+    expect(() => zipArchitecture('/nonexistent/bootstrap.zip')).toThrow(
+      /or pass an existing zip with -c functionZip=<path> \(e\.g\. \.\.\/target\/lambda\/x86_64\/bootstrap\/bootstrap\.zip\)/,
     );
   });
 });

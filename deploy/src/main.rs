@@ -25,12 +25,14 @@ fn main() -> ExitCode {
         || EnvFilter::try_from_env("DEPLOY_LOG").unwrap_or_else(|_| EnvFilter::new(format!("warn,deploy={level}")));
     let terminal = std::io::stderr().is_terminal();
     let fan_out = deploy::fanout::targets(&cli.global).map(|t| t.is_some()).unwrap_or(false);
+    let screen = deploy::progress::init(terminal, fan_out);
     if fan_out {
         // One line per target: its current step.
-        tracing_subscriber::registry().with(Progress::new(terminal).with_filter(filter())).init();
+        tracing_subscriber::registry().with(Progress::new(screen).with_filter(filter())).init();
     } else {
         tracing_subscriber::fmt()
-            .with_writer(std::io::stderr)
+            // Above a wait's spinner, never through it.
+            .with_writer(deploy::progress::stderr)
             .with_target(cli.global.verbose > 0)
             .without_time()
             .with_ansi(terminal)
@@ -54,6 +56,8 @@ fn main() -> ExitCode {
 }
 
 fn print<T: std::fmt::Display + serde::Serialize>(output: Output, value: &T) {
+    // Nothing is redrawn on stderr while the result prints.
+    deploy::progress::finish();
     match output {
         Output::Text => print!("{value}"),
         Output::Json => println!("{}", serde_json::to_string_pretty(value).unwrap_or_default()),
@@ -69,7 +73,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         return fan_out(global, &cli.command, targets).await;
     }
     let lab = deploy::connect::connect(global).await?;
-    eprintln!("account {}, region {}", lab.account, lab.region);
+    // `status` opens its result with this line itself (stdout, and the JSON's fields).
+    if !matches!(cli.command, Command::Status) {
+        eprintln!("account {}, region {}", lab.account, lab.region);
+    }
     if let Command::Logs { filter, since, follow } = &cli.command {
         deploy::logs::logs(&lab, filter.as_deref(), *since, *follow, global.output == Output::Json).await?;
         return Ok(ExitCode::SUCCESS);
@@ -125,6 +132,7 @@ async fn fan_out(global: &Global, command: &Command, targets: Vec<Target>) -> Re
         // Name every resource, and why it counts as the lab's, before asking.
         let plan = Command::Lab { command: LabCommand::Reset { dry_run: true } };
         let planned = deploy::fanout::run(global, &plan, targets.clone(), &confirm).await?;
+        deploy::progress::finish();
         eprint!("{}", deploy::reset::describe_plan(&planned));
     }
     let run = deploy::fanout::run(global, command, targets, &confirm).await?;

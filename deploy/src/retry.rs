@@ -10,6 +10,8 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use tracing::info;
 
+use crate::progress::Wait;
+
 /// Attempts per AWS call (the first and up to seven retries).
 pub const SDK_MAX_ATTEMPTS: u32 = 8;
 /// The first retry waits up to this long (full jitter: a random fraction of it).
@@ -108,13 +110,20 @@ where
     Fut: Future<Output = Result<T, E>>,
 {
     let mut attempt = 0;
+    // On a terminal a spinner shows the wait, from the first retry to the end; else a line a try.
+    let mut wait: Option<Wait> = None;
     loop {
         match op().await {
             Ok(value) => return Ok(value),
             Err(err) if retryable(&err) && attempt + 1 < backoff.attempts => {
                 let delay = backoff.delay(attempt);
                 attempt += 1;
-                info!("waiting for {what} (attempt {attempt}/{}, next in {delay:?})", backoff.attempts);
+                let wait = wait.get_or_insert_with(|| Wait::start(what));
+                if wait.spinning() {
+                    wait.detail(&format!("attempt {attempt}/{}", backoff.attempts));
+                } else {
+                    info!("waiting for {what} (attempt {attempt}/{}, next in {delay:?})", backoff.attempts);
+                }
                 tokio::time::sleep(delay).await;
             }
             Err(err) => return Err(err),

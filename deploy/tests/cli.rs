@@ -70,6 +70,13 @@ fn the_whole_lab_through_the_binary() {
     // moto cannot answer compliance reads; status says so instead of failing.
     assert!(status["compliance"]["unavailable"].as_str().unwrap().contains("does not implement"), "{status}");
 
+    // The account and region once, at the top of the result.
+    let text = deploy(&dir, &local(&moto, &["status"]));
+    assert_eq!(text.code, 0, "{}", text.stderr);
+    let both = format!("{}{}", text.stderr, text.stdout);
+    assert_eq!(both.matches("account 123456789012, region us-west-2").count(), 1, "{both}");
+    assert!(text.stdout.starts_with("account 123456789012, region us-west-2\n"), "{}", text.stdout);
+
     let refused = deploy(&dir, &local(&moto, &["down"]));
     assert_eq!(refused.code, 4, "{}", refused.stderr);
     assert!(refused.stderr.contains("pass --yes"), "{}", refused.stderr);

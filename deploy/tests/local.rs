@@ -121,6 +121,8 @@ async fn the_lab_loop_reverts_the_open_group_within_seconds() {
         );
     }
     assert!(text.iter().any(|l| l.starts_with("START RequestId: ")));
+    // The lab's line as it is, without the runtime's `Lambda runtime invoke{requestId=…}:` span.
+    assert!(text.iter().any(|l| l.starts_with(&format!("revoking for {group}, ip_permissions ["))), "{text:#?}");
     assert!(text
         .iter()
         .any(|l| l.starts_with("REPORT RequestId: ") && l.contains("Max Memory Used") && l.contains("Init Duration")));

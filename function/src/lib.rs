@@ -11,6 +11,8 @@ pub mod event;
 pub mod fake;
 pub mod fuzzing;
 pub mod handler;
+#[cfg(feature = "sdk")]
+pub mod logging;
 pub mod pace;
 pub mod parameters;
 pub mod rules;

@@ -13,7 +13,7 @@ use sg_function::Handler;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    init_logging();
+    sg_function::logging::init();
     // EC2's request quota: the function's own token bucket per API (EC2_REQUEST_RATE,
     // CAPACITY/PER_SECOND, EC2's 50/5 by default), or `adaptive`: the SDK's adaptive retry mode
     // instead (kept to compare them; `sg_function::pace` says why the bucket is the default).
@@ -40,24 +40,4 @@ async fn main() -> Result<(), Error> {
         handler.handle_until(event.payload, Some(Instant::now() + left)).await
     }))
     .await
-}
-
-/// Lambda's log settings (`AWS_LAMBDA_LOG_LEVEL`, `AWS_LAMBDA_LOG_FORMAT`), without terminal
-/// colours: CloudWatch Logs shows escape codes verbatim.
-fn init_logging() {
-    use tracing_subscriber::filter::{EnvFilter, LevelFilter};
-    // An empty level would parse as ERROR.
-    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .ok()
-        .filter(|l| !l.trim().is_empty())
-        .and_then(|l| l.parse::<LevelFilter>().ok())
-        .unwrap_or(LevelFilter::INFO);
-    let filter = EnvFilter::builder().with_default_directive(level.into()).from_env_lossy();
-    let logs = tracing_subscriber::fmt().with_target(false).without_time().with_ansi(false).with_env_filter(filter);
-    if std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
-        logs.json().init();
-    } else {
-        logs.init();
-    }
 }

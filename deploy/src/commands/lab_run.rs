@@ -12,6 +12,7 @@ use sg_function::aws::Ec2;
 
 use crate::error::{Error, Result};
 use crate::lab::Lab;
+use crate::progress::Wait;
 use crate::report::Report;
 use crate::up::{down, up, UpOptions};
 
@@ -81,7 +82,7 @@ pub async fn run(lab: &Lab, options: &RunOptions) -> Result<RunReport> {
     let up_options = UpOptions { zip: options.zip.clone(), fast_path: options.fast_path, ..UpOptions::default() };
     let (up_report, error) = up(lab, &up_options).await;
     if let Some(err) = error {
-        eprint!("{up_report}");
+        crate::progress::eprint(&up_report.to_string());
         return Err(err);
     }
     let opened = crate::open_ports::open_ports(lab).await?;
@@ -100,6 +101,7 @@ pub async fn run(lab: &Lab, options: &RunOptions) -> Result<RunReport> {
     );
     let mut after = before.clone();
     let mut revert_ms = None;
+    let wait = Wait::start(format!("the rule to revert {group}"));
     while opened_at.elapsed() < options.timeout {
         after = inbound(lab, &group).await?;
         if after == BASELINE {
@@ -109,16 +111,20 @@ pub async fn run(lab: &Lab, options: &RunOptions) -> Result<RunReport> {
         let left = options.timeout.saturating_sub(opened_at.elapsed());
         tokio::time::sleep(options.poll.min(left)).await;
     }
+    drop(wait);
     // The revert itself triggers one more evaluation, which reports COMPLIANT; wait for it.
     let mut evaluations = history(lab, &group, options.local_port).await;
     let settle = Instant::now();
+    let mut wait = None;
     while revert_ms.is_some()
         && evaluations.last().is_none_or(|e| e.compliance != "COMPLIANT")
         && settle.elapsed() < Duration::from_secs(10)
     {
+        wait.get_or_insert_with(|| Wait::start(format!("the evaluation of {group} after the revert")));
         tokio::time::sleep(options.poll.max(Duration::from_millis(100))).await;
         evaluations = history(lab, &group, options.local_port).await;
     }
+    drop(wait);
     let log_lines = revoking_lines(lab, revert_ms.is_some(), options.poll.max(Duration::from_millis(200))).await;
     let down = if options.keep { None } else { Some(down(lab, false).await) };
     Ok(RunReport {
@@ -173,6 +179,7 @@ async fn history(lab: &Lab, group: &str, local_port: Option<u16>) -> Vec<Evaluat
 /// The function's `revoking for` lines; waits (bounded) for them to reach the logs.
 async fn revoking_lines(lab: &Lab, expect: bool, poll: Duration) -> Vec<String> {
     let deadline = Instant::now() + if expect { Duration::from_secs(10) } else { Duration::ZERO };
+    let mut wait = None;
     loop {
         let lines: Vec<String> = crate::logs::fetch(lab, Some("revoking for"), 0)
             .await
@@ -181,6 +188,7 @@ async fn revoking_lines(lab: &Lab, expect: bool, poll: Duration) -> Vec<String> 
         if !lines.is_empty() || Instant::now() >= deadline {
             return lines;
         }
+        wait.get_or_insert_with(|| Wait::start("the function's `revoking for` lines to reach its log group"));
         tokio::time::sleep(poll).await;
     }
 }
