@@ -13,6 +13,12 @@
 //! failed call, and tells in advance whether a change still fits before the deadline, which
 //! adaptive mode cannot (its wait happens inside the SDK). The SDK's standard retries stay as
 //! the safety net for the account's other clients drawing on the same buckets.
+//!
+//! Measured (`deploy/tests/scale.rs`: 51 groups, 21 drifted, buckets at 20 % — 10 tokens, 1 a
+//! second — and a 4 s timeout): both converge in 5 runs, at the quota's limit (12, 4, 3–4,
+//! 1–2 changes a run). The bucket: 0 requests throttled, runs of 3.2, 3.0, 2.7, 1.6 s.
+//! Adaptive: 12 throttled, and each run until the last waits in the SDK's backoff up to the
+//! point where the sweep gives its calls up (3.6 s of 4), with no say in which change waits.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
