@@ -270,6 +270,8 @@ impl Lines {
             let bar = self.bar(label);
             bar.disable_steady_tick();
             bar.set_style(idle());
+            // Drawn again now: a line is only redrawn when it changes.
+            bar.tick();
         }
     }
 
