@@ -35,6 +35,16 @@ pub fn retry_config() -> aws_config::retry::RetryConfig {
         .with_max_backoff(MAX_BACKOFF)
 }
 
+/// The same retries in the SDK's adaptive mode: a client-side rate limiter that slows every call
+/// of the client once EC2 throttled one (the function's `EC2_REQUEST_RATE=adaptive`).
+#[cfg(feature = "sdk")]
+pub fn adaptive_retry_config() -> aws_config::retry::RetryConfig {
+    aws_config::retry::RetryConfig::adaptive()
+        .with_max_attempts(MAX_ATTEMPTS)
+        .with_initial_backoff(INITIAL_BACKOFF)
+        .with_max_backoff(MAX_BACKOFF)
+}
+
 /// The longest a call that keeps failing waits between its attempts.
 pub fn backoff_bound() -> Duration {
     (0..MAX_ATTEMPTS - 1).map(|n| INITIAL_BACKOFF.saturating_mul(1 << n).min(MAX_BACKOFF)).sum()
@@ -52,6 +62,10 @@ pub enum ErrorKind {
     AlreadyDone,
     /// EC2 described a rule this function cannot interpret; the group was not read completely.
     Unreadable,
+    /// EC2 throttled the call (`RequestLimitExceeded`) through all of the SDK's retries.
+    Throttled,
+    /// The call was not made, or not answered, before the invocation's time ran out.
+    OutOfTime,
     /// Anything else, after the SDK's own retries.
     Other,
 }

@@ -7,16 +7,20 @@
 //! the baseline), else the group is read again, bounded, until it equals the baseline.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use aws_smithy_types::DateTime;
-use futures_util::future;
+use futures_util::future::{self, Either};
 use futures_util::stream::{self, StreamExt};
 use tracing::{info, warn};
 
 use crate::aws::{Answered, AwsError, Ec2, ErrorKind, EvaluationRecord, Evaluations, RulesByGroup};
 use crate::evaluate::{describe_changes, evaluate, plan, truncate, Compliance, GroupState, Plan, COMPLIANT_ANNOTATION};
 use crate::event::{ApiCall, EventError, Invocation, Message, ResourceRef, SECURITY_GROUP};
+use crate::pace::{Pacer, Rate};
 use crate::parameters::{Mode, ParameterError, Parameters};
 use crate::rules::{embedded_baseline, permissions_json, ObservedRule, Rule, RuleError};
 
@@ -95,6 +99,46 @@ pub struct Handler<E, C> {
     /// warm Lambda execution environment). Each denied call is an `UnauthorizedOperation` in
     /// CloudTrail, which trips the usual "unauthorized API calls" alarms.
     rules_denied: AtomicBool,
+    /// The change calls' pacing to EC2's request quota; `None` when the SDK's adaptive retry
+    /// mode paces them instead ([`crate::pace`] says why the bucket is the default).
+    pacer: Option<Pacer>,
+}
+
+/// What the invocation's deadline leaves: the last instant a change may start, and the instant
+/// by which unanswered calls and re-reads are given up so that every evaluation is reported.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Budget {
+    pub changes_until: Option<Instant>,
+    pub answer_by: Option<Instant>,
+}
+
+/// Kept before the deadline for reporting: the answer reaching Lambda and one slow call.
+const REPORT_RESERVE: Duration = Duration::from_millis(300);
+/// Kept per PutEvaluations call (100 evaluations), made one after another: Config answers in
+/// tens of milliseconds; 100 ms leaves room for a retry. 5,000 groups: 5 s of a 60 s timeout.
+const PER_REPORT: Duration = Duration::from_millis(100);
+/// Between the last change started and the reports: the changes in flight (at most
+/// [`CHANGES_IN_FLIGHT`], one round trip each, tens of milliseconds on AWS) finish, with room
+/// for the SDK's first retries (100, 200, 400 ms). A call still unanswered at `answer_by` is
+/// given up and its group reported as not fixed yet.
+const DRAIN: Duration = Duration::from_millis(700);
+
+impl Budget {
+    /// The budget of an invocation that reports `evaluations` evaluations before `deadline`.
+    pub fn new(deadline: Option<Instant>, evaluations: usize) -> Self {
+        let Some(deadline) = deadline else { return Budget::default() };
+        let now = Instant::now();
+        let batches = u32::try_from(evaluations.div_ceil(EVALUATIONS_PER_CALL)).unwrap_or(u32::MAX);
+        let reserve = REPORT_RESERVE.saturating_add(PER_REPORT.saturating_mul(batches));
+        let answer_by = deadline.checked_sub(reserve).unwrap_or(now).max(now);
+        let changes_until = answer_by.checked_sub(DRAIN).unwrap_or(now).max(now);
+        Budget { changes_until: Some(changes_until), answer_by: Some(answer_by) }
+    }
+
+    /// Time left until `answer_by`; `None` without a deadline.
+    fn left(&self) -> Option<Duration> {
+        self.answer_by.map(|by| by.saturating_duration_since(Instant::now()))
+    }
 }
 
 impl<E: Ec2, C: Evaluations> Handler<E, C> {
@@ -106,7 +150,21 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
                 "it holds no rule; an empty baseline would strip every group".into(),
             )));
         }
-        Ok(Handler { ec2, config, baseline, api_call_parameters: None, rules_denied: AtomicBool::new(false) })
+        Ok(Handler {
+            ec2,
+            config,
+            baseline,
+            api_call_parameters: None,
+            rules_denied: AtomicBool::new(false),
+            pacer: Some(Pacer::new(Rate::EC2_DEFAULT)),
+        })
+    }
+
+    /// Paces the change calls to this rate per API (`None`: not at all, the SDK's adaptive
+    /// retry mode does). Default: EC2's, [`Rate::EC2_DEFAULT`].
+    pub fn with_pacing(mut self, rate: Option<Rate>) -> Self {
+        self.pacer = rate.map(Pacer::new);
+        self
     }
 
     /// The rule parameters applied to API-call events (JSON, as Config passes them).
@@ -127,9 +185,20 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
 
     /// Handles one event: from Config, or an EC2 API call from EventBridge.
     pub async fn handle(&self, event: serde_json::Value) -> Result<Outcome, HandlerError> {
+        self.handle_until(event, None).await
+    }
+
+    /// Handles one event, answering before `deadline` (the Lambda context's): no change starts
+    /// within the margin kept for reporting ([`Budget`]), and a drifted group left unchanged is
+    /// reported `NON_COMPLIANT` saying the next evaluation fixes it.
+    pub async fn handle_until(
+        &self,
+        event: serde_json::Value,
+        deadline: Option<Instant>,
+    ) -> Result<Outcome, HandlerError> {
         let parsed = match Invocation::parse(&event)? {
             Invocation::Config(parsed) => parsed,
-            Invocation::ApiCall(call) => return self.handle_api_call(&event, call).await,
+            Invocation::ApiCall(call) => return self.handle_api_call(&event, call, deadline).await,
         };
         let parameters = Parameters::parse(parsed.rule_parameters.as_deref())?;
         if parameters.debug {
@@ -141,7 +210,10 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
             Message::ItemChange(resource) | Message::OversizedItemChange(resource) => {
                 let (compliance, annotation) = match not_applicable(resource, parsed.event_left_scope) {
                     Some(annotation) => (Compliance::NotApplicable, annotation),
-                    None => self.check_group(&resource.resource_id, &required, &parameters, &mut outcome).await?,
+                    None => {
+                        let budget = Budget::new(deadline, 1);
+                        self.check_group(&resource.resource_id, &required, &parameters, &mut outcome, budget).await?
+                    }
                 };
                 let record = EvaluationRecord {
                     compliance_resource_type: resource.resource_type.clone(),
@@ -154,7 +226,8 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
                 self.report(&parsed.result_token, &outcome.evaluations).await?;
             }
             Message::Scheduled { notification_time } => {
-                self.sweep(*notification_time, &parsed.result_token, &required, &parameters, &mut outcome).await?;
+                let token = &parsed.result_token;
+                self.sweep(*notification_time, token, &required, &parameters, &mut outcome, deadline).await?;
             }
         }
         Ok(outcome)
@@ -162,7 +235,12 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
 
     /// The fast path: remediates the groups an API call changed, exactly as for a Config event,
     /// and reports nothing (there is no result token; Config's own evaluation follows).
-    async fn handle_api_call(&self, event: &serde_json::Value, call: ApiCall) -> Result<Outcome, HandlerError> {
+    async fn handle_api_call(
+        &self,
+        event: &serde_json::Value,
+        call: ApiCall,
+        deadline: Option<Instant>,
+    ) -> Result<Outcome, HandlerError> {
         let parameters = Parameters::parse(self.api_call_parameters.as_deref())?;
         if parameters.debug {
             info!("event: {event}");
@@ -186,14 +264,18 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
                 info!("{}: no security group is named {names} any more; nothing to check", call.event_name);
             }
         }
+        let budget = Budget::new(deadline, 0);
         for group in &groups {
-            let (compliance, annotation) = self.check_group(group, &required, &parameters, &mut outcome).await?;
+            let (compliance, annotation) =
+                self.check_group(group, &required, &parameters, &mut outcome, budget).await?;
             info!("{} on {group}: {compliance} {annotation}", call.event_name);
         }
         Ok(outcome)
     }
 
-    /// Evaluates every group of the region, a page at a time, reporting in batches as it goes.
+    /// Evaluates every group of the region: reads them all (a page of 1,000 a call), then
+    /// changes the drifted ones while the deadline allows, then reports every group read, in
+    /// batches of 100. Reading first tells how many reports the margin must leave time for.
     async fn sweep(
         &self,
         time: DateTime,
@@ -201,9 +283,12 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
         required: &[Rule],
         parameters: &Parameters,
         outcome: &mut Outcome,
+        deadline: Option<Instant>,
     ) -> Result<(), HandlerError> {
         let mut next_token = None;
-        let mut reported = 0;
+        let mut groups = Vec::new();
+        let mut results = Vec::new();
+        let mut complete = false;
         // Bounded: 1,000 groups per page; no region holds a million security groups.
         for _ in 0..1000 {
             let page = self
@@ -211,7 +296,6 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
                 .describe_groups_page(next_token)
                 .await
                 .map_err(|e| HandlerError::aws("(all groups of the region)", e))?;
-            let mut results = Vec::with_capacity(page.groups.len() + page.unreadable.len());
             for (group_id, err) in page.unreadable {
                 warn!("{err}");
                 if !group_id.is_empty() {
@@ -222,31 +306,35 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
                     ));
                 }
             }
-            results.extend(self.enforce_all(page.groups, None, required, parameters, outcome).await?);
-            for (group_id, compliance, annotation) in results {
-                outcome.evaluations.push(EvaluationRecord {
-                    compliance_resource_type: SECURITY_GROUP.to_owned(),
-                    compliance_resource_id: group_id,
-                    compliance_type: compliance,
-                    annotation,
-                    ordering_timestamp: time,
-                });
-            }
-            let full = (outcome.evaluations.len() - reported) / EVALUATIONS_PER_CALL * EVALUATIONS_PER_CALL;
-            self.report(token, &outcome.evaluations[reported..reported + full]).await?;
-            reported += full;
+            groups.extend(page.groups);
             next_token = page.next_token;
             if next_token.is_none() {
-                if outcome.evaluations.len() > reported {
-                    self.report(token, &outcome.evaluations[reported..]).await?;
-                }
-                return Ok(());
+                complete = true;
+                break;
             }
         }
-        Err(HandlerError::aws(
-            "(all groups of the region)",
-            AwsError::new("DescribeSecurityGroups", ErrorKind::Other, "more than 1,000 pages of security groups"),
-        ))
+        if !complete {
+            return Err(HandlerError::aws(
+                "(all groups of the region)",
+                AwsError::new("DescribeSecurityGroups", ErrorKind::Other, "more than 1,000 pages of security groups"),
+            ));
+        }
+        let budget = Budget::new(deadline, groups.len() + results.len());
+        results.extend(self.enforce_all(groups, None, required, parameters, outcome, budget).await?);
+        let later = results.iter().filter(|(_, _, a)| a.starts_with(NOT_YET)).count();
+        if later > 0 {
+            info!("{later} drifted groups left for the next evaluation: no time for their changes within EC2's request quota before the deadline");
+        }
+        for (group_id, compliance, annotation) in results {
+            outcome.evaluations.push(EvaluationRecord {
+                compliance_resource_type: SECURITY_GROUP.to_owned(),
+                compliance_resource_id: group_id,
+                compliance_type: compliance,
+                annotation,
+                ordering_timestamp: time,
+            });
+        }
+        self.report(token, &outcome.evaluations).await
     }
 
     /// Reads one group and enforces the baseline on it.
@@ -256,6 +344,7 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
         required: &[Rule],
         parameters: &Parameters,
         outcome: &mut Outcome,
+        budget: Budget,
     ) -> Result<(Compliance, String), HandlerError> {
         // The rule ids are read at the same time as the group: one round trip, not two, when
         // the group needs a change. In report mode nothing changes and the ids are not needed.
@@ -277,7 +366,8 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
         };
         match group {
             Ok(Some(group)) => {
-                let mut results = self.enforce_all(vec![group], with_ids, required, parameters, outcome).await?;
+                let mut results =
+                    self.enforce_all(vec![group], with_ids, required, parameters, outcome, budget).await?;
                 match results.pop() {
                     Some((_, compliance, annotation)) => Ok((compliance, annotation)),
                     None => Ok((Compliance::NotApplicable, gone(group_id))),
@@ -303,6 +393,7 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
         required: &[Rule],
         parameters: &Parameters,
         outcome: &mut Outcome,
+        budget: Budget,
     ) -> Result<Vec<(String, Compliance, String)>, HandlerError> {
         let mut results: Vec<(String, Compliance, String)> = Vec::with_capacity(groups.len());
         let mut drifted = Vec::new();
@@ -367,7 +458,7 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
         // Apply, a few groups at a time, in order.
         let applied: Vec<_> = stream::iter(work)
             .map(|(index, id, plan)| async move {
-                let result = self.apply(&id, &plan).await;
+                let result = self.apply(&id, &plan, budget).await;
                 (index, id, plan, result)
             })
             .buffered(CHANGES_IN_FLIGHT)
@@ -380,6 +471,8 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
             // already so or do not confirm.
             let mut done = Plan::default();
             let mut doubt = Plan::default();
+            // The part of the plan whose call failed.
+            let mut left = Plan::default();
             let mut failed = None;
             match revoked {
                 Some(Ok(answer)) => {
@@ -391,7 +484,10 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
                         .collect();
                     doubt.revoke = answer.unconfirmed;
                 }
-                Some(Err(err)) => failed = Some(err),
+                Some(Err(err)) => {
+                    left.revoke = plan.revoke.clone();
+                    failed = Some(err);
+                }
                 None => {}
             }
             match authorized {
@@ -405,6 +501,7 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
                     doubt.authorize = answer.unconfirmed;
                 }
                 Some(Err(err)) => {
+                    left.authorize = plan.authorize.clone();
                     failed.get_or_insert(err);
                 }
                 None => {}
@@ -440,6 +537,12 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
                     results[index].1 = Compliance::NotApplicable;
                     results[index].2 = gone(&id);
                 }
+                // Out of time, or throttled until the time ran out: the next evaluation fixes it.
+                Some(err) if matches!(err.kind, ErrorKind::OutOfTime | ErrorKind::Throttled) => {
+                    info!("{id}: {err}");
+                    results[index].1 = Compliance::NonCompliant;
+                    results[index].2 = not_yet(&left);
+                }
                 Some(err) => match denied(&id, err) {
                     Ok((compliance, annotation)) => {
                         results[index].1 = compliance;
@@ -455,7 +558,7 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
             return Err(err);
         }
         if !changed.is_empty() {
-            self.verify(changed, required, &mut results).await?;
+            self.verify(changed, required, &mut results, budget).await?;
         }
         Ok(results)
     }
@@ -468,6 +571,7 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
         mut pending: Vec<(usize, String)>,
         required: &[Rule],
         results: &mut [(String, Compliance, String)],
+        budget: Budget,
     ) -> Result<(), HandlerError> {
         let mut wait = VERIFY_FIRST_WAIT;
         for attempt in 1..=VERIFY_READS {
@@ -521,6 +625,17 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
                 return Ok(());
             }
             pending = still;
+            if budget.left().is_some_and(|left| left <= wait) {
+                for (index, id) in &pending {
+                    info!("{id}: no time left to read the change again; the next evaluation checks it");
+                    results[*index].1 = Compliance::NonCompliant;
+                    results[*index].2 = truncate(format!(
+                        "{NOT_YET} the change is not confirmed yet (out of time); the next evaluation checks it: {}",
+                        results[*index].2
+                    ));
+                }
+                return Ok(());
+            }
             info!(
                 "waiting for EC2's reads to show the change to {} ({wait:?}, read {attempt} of {VERIFY_READS})",
                 batch_name(&pending.iter().map(|(_, id)| id.clone()).collect::<Vec<_>>())
@@ -533,22 +648,79 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
 
     /// Revokes the extra rules and authorizes the missing ones, at once: the two touch
     /// disjoint rules. Each is `None` when there was nothing to do.
-    async fn apply(&self, id: &str, changes: &Plan) -> (Applied<ObservedRule>, Applied<Rule>) {
+    async fn apply(&self, id: &str, changes: &Plan, budget: Budget) -> (Applied<ObservedRule>, Applied<Rule>) {
         let revoke = async {
             if changes.revoke.is_empty() {
                 return None;
             }
-            info!("revoking for {id}, ip_permissions {}", permissions_json(changes.revoke.iter().map(|o| &o.rule)));
-            Some(self.ec2.revoke(id, &changes.revoke).await)
+            Some(
+                self.paced(REVOKE, budget, move || {
+                    let rules = permissions_json(changes.revoke.iter().map(|o| &o.rule));
+                    info!("revoking for {id}, ip_permissions {rules}");
+                    self.ec2.revoke(id, &changes.revoke)
+                })
+                .await,
+            )
         };
         let authorize = async {
             if changes.authorize.is_empty() {
                 return None;
             }
-            info!("authorizing for {id}, ip_permissions {}", permissions_json(&changes.authorize));
-            Some(self.ec2.authorize(id, &changes.authorize).await)
+            Some(
+                self.paced(AUTHORIZE, budget, move || {
+                    info!("authorizing for {id}, ip_permissions {}", permissions_json(&changes.authorize));
+                    self.ec2.authorize(id, &changes.authorize)
+                })
+                .await,
+            )
         };
         future::join(revoke, authorize).await
+    }
+
+    /// One change call, paced to EC2's quota for `api`, started only while the budget allows it
+    /// and given up (as `OutOfTime`) when unanswered at `answer_by`. A call EC2 throttled through
+    /// all of the SDK's retries is made again, paced from an empty bucket, while time remains.
+    async fn paced<T, F, Fut>(&self, api: &'static str, budget: Budget, call: F) -> Result<T, AwsError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, AwsError>>,
+    {
+        let out_of_time = |why: &str| AwsError::new(api, ErrorKind::OutOfTime, why);
+        loop {
+            let now = Instant::now();
+            match &self.pacer {
+                Some(pacer) => match pacer.book(&[api], now, budget.changes_until) {
+                    None => {
+                        return Err(out_of_time("no token of EC2's request quota before the invocation's deadline"))
+                    }
+                    Some(wait) if !wait.is_zero() => self.ec2.pause(wait).await,
+                    Some(_) => {}
+                },
+                None if budget.changes_until.is_some_and(|until| now >= until) => {
+                    return Err(out_of_time("not started: the invocation's deadline is near"))
+                }
+                None => {}
+            }
+            let result = match budget.left() {
+                None => call().await,
+                Some(left) => match future::select(pin!(call()), pin!(self.ec2.pause(left))).await {
+                    Either::Left((result, _)) => result,
+                    Either::Right(_) => return Err(out_of_time("not answered before the invocation's deadline")),
+                },
+            };
+            match result {
+                Err(err) if err.kind == ErrorKind::Throttled => {
+                    if let Some(pacer) = &self.pacer {
+                        pacer.drained(api, Instant::now());
+                    }
+                    if budget.changes_until.is_none_or(|until| Instant::now() >= until) {
+                        return Err(err);
+                    }
+                    warn!("{err}; trying again once EC2's request quota allows");
+                }
+                other => return other,
+            }
+        }
     }
 
     async fn report(&self, token: &str, evaluations: &[EvaluationRecord]) -> Result<(), HandlerError> {
@@ -595,6 +767,22 @@ const VERIFY_FIRST_WAIT: std::time::Duration = std::time::Duration::from_millis(
 
 fn doubt_text(doubt: &Plan) -> String {
     describe_changes("the revoke of", "the authorize of", doubt)
+}
+
+/// The change calls' APIs, as EC2 names them (and meters them: a bucket each).
+const REVOKE: &str = "RevokeSecurityGroupIngress";
+const AUTHORIZE: &str = "AuthorizeSecurityGroupIngress";
+
+/// How the annotation of a drifted group left for the next evaluation begins.
+pub const NOT_YET: &str = "Not fixed yet:";
+
+/// The annotation of a drifted group whose change did not fit in this invocation: the drift,
+/// and that the next evaluation fixes it (Config keeps at most 256 characters).
+fn not_yet(left: &Plan) -> String {
+    truncate(format!(
+        "{NOT_YET} out of time within EC2's request quota; the next evaluation fixes it. {}",
+        describe_changes("Extra", "missing", left)
+    ))
 }
 
 /// At most this many groups are being changed at once: enough to hide the latency of one call,

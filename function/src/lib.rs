@@ -11,6 +11,7 @@ pub mod event;
 pub mod fake;
 pub mod fuzzing;
 pub mod handler;
+pub mod pace;
 pub mod parameters;
 pub mod rules;
 #[cfg(feature = "sdk")]

@@ -5,24 +5,39 @@
 // deeper than the default limit when the release build computes its layout.
 #![recursion_limit = "256"]
 
+use std::time::{Duration, Instant, SystemTime};
+
 use lambda_runtime::{service_fn, Error, LambdaEvent};
+use sg_function::pace::Rate;
 use sg_function::Handler;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     init_logging();
+    // EC2's request quota: the function's own token bucket per API (EC2_REQUEST_RATE,
+    // CAPACITY/PER_SECOND, EC2's 50/5 by default), or `adaptive`: the SDK's adaptive retry mode
+    // instead (kept to compare them; `sg_function::pace` says why the bucket is the default).
+    let pacing = match std::env::var("EC2_REQUEST_RATE").ok().filter(|v| !v.trim().is_empty()) {
+        None => Some(Rate::EC2_DEFAULT),
+        Some(v) if v.trim().eq_ignore_ascii_case("adaptive") => None,
+        Some(v) => Some(Rate::parse(&v)?),
+    };
     // Retries chosen to fit the function's 60 s (why in `aws::retry_config`).
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .retry_config(sg_function::aws::retry_config())
-        .load()
-        .await;
+    let retry = match pacing {
+        Some(_) => sg_function::aws::retry_config(),
+        None => sg_function::aws::adaptive_retry_config(),
+    };
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest()).retry_config(retry).load().await;
     // API-call events (the fast path) carry no rule parameters: the function's own setting.
     let parameters = std::env::var("RULE_PARAMETERS").ok();
     let handler = Handler::new(aws_sdk_ec2::Client::new(&config), aws_sdk_config::Client::new(&config))?
-        .with_api_call_parameters(parameters);
+        .with_api_call_parameters(parameters)
+        .with_pacing(pacing);
     let handler = &handler;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
-        handler.handle(event.payload).await
+        // The invocation's deadline (Lambda-Runtime-Deadline-Ms) as an instant of this clock.
+        let left = event.context.deadline().duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
+        handler.handle_until(event.payload, Some(Instant::now() + left)).await
     }))
     .await
 }

@@ -30,6 +30,7 @@ impl AwsError {
             Some(
                 "InvalidPermission.Duplicate" | "InvalidPermission.NotFound" | "InvalidSecurityGroupRuleId.NotFound",
             ) => ErrorKind::AlreadyDone,
+            Some("RequestLimitExceeded" | "Throttling" | "ThrottlingException") => ErrorKind::Throttled,
             _ => ErrorKind::Other,
         };
         let message = match (err.code(), err.message()) {

@@ -63,15 +63,23 @@ pub struct Behaviours {
     /// Carried out by [`crate::eventbridge`].
     pub eventbridge_failed_entry_nth: u64,
     /// EC2 request-rate limits: a token bucket per API action, account and region, with EC2's
-    /// documented default sizes and refill rates; an empty bucket answers 503
-    /// `RequestLimitExceeded`. EC2 API reference, "Request throttling for the Amazon EC2 API".
+    /// documented default sizes and refill rates (mutating actions 50 tokens and 5 a second;
+    /// Authorize/RevokeSecurityGroupIngress, "resource-intensive", the same in buckets of their
+    /// own; describes 100 and 20, unfiltered unpaginated DescribeSecurityGroups 50 and 10); an
+    /// empty bucket answers HTTP 503 `RequestLimitExceeded` with EC2's error document. EC2 API
+    /// reference, "Request throttling for the Amazon EC2 API". Carried out by
+    /// [`crate::ec2_quotas`].
     pub ec2_quotas: bool,
+    /// With `ec2Quotas`: every bucket's capacity and refill rate at this percentage of AWS's
+    /// (at least one token), so that a test meets the limit within a few dozen calls. 0: 100.
+    pub ec2_quota_percent: u64,
 }
 
 impl Behaviours {
     /// Every behaviour on, with windows short enough for tests (seconds), as the integration
-    /// tests and `deploy local start` use them. EC2 quotas stay off: they are for the tests and
-    /// benchmarks of the sweep at scale, which turn them on.
+    /// tests and `deploy local start` use them. EC2 quotas stay off: every test's setup (creating
+    /// groups by the hundred, polling describes) would have to pace itself; the tests and
+    /// benchmarks of the sweep at scale turn them on (`{"ec2Quotas":true,"ec2QuotaPercent":20}`).
     pub fn aws_like() -> Self {
         Behaviours {
             regional_buckets: true,
@@ -84,6 +92,7 @@ impl Behaviours {
             function_pending_ms: 700,
             eventbridge_failed_entry_nth: 3,
             ec2_quotas: false,
+            ec2_quota_percent: 0,
         }
     }
 
@@ -131,7 +140,10 @@ impl Behaviours {
             ));
         }
         if self.ec2_quotas {
-            on.push("EC2 request-rate limits (RequestLimitExceeded)".to_owned());
+            let percent = if self.ec2_quota_percent == 0 { 100 } else { self.ec2_quota_percent };
+            on.push(format!(
+                "EC2 request-rate limits, token buckets at {percent} % of AWS's per API (503 RequestLimitExceeded)"
+            ));
         }
         on
     }
@@ -160,5 +172,10 @@ mod tests {
         assert!(err.contains("ruleDeleting") && err.contains("aws"), "{err}");
         assert!(Behaviours::off().describe().is_empty());
         assert_eq!(Behaviours::aws_like().describe().len(), 9);
+        let quotas = Behaviours::parse(r#"{"ec2Quotas":true,"ec2QuotaPercent":20}"#).unwrap();
+        assert_eq!(
+            quotas.describe(),
+            vec!["EC2 request-rate limits, token buckets at 20 % of AWS's per API (503 RequestLimitExceeded)"]
+        );
     }
 }

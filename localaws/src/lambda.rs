@@ -318,9 +318,13 @@ impl Executor {
         let request_id = request_id(self.counter.fetch_add(1, Ordering::Relaxed));
         let (sender, receiver) = oneshot::channel();
         process.api.results.lock().await.insert(request_id.clone(), sender);
-        let deadline_ms = (now_ms() as u128) + config.timeout.as_millis();
+        // One clock for both: the deadline the function reads (`Lambda-Runtime-Deadline-Ms`, its
+        // context's `deadline`) is the instant it is stopped at, the invocation's start plus the
+        // function's timeout, as on Lambda.
         let start_ms = now_ms();
         let started = Instant::now();
+        let deadline_ms = (start_ms as u128) + config.timeout.as_millis();
+        let deadline = tokio::time::Instant::from_std(started + config.timeout);
         let cold = !process.initialised;
         let pending = Pending { request_id: request_id.clone(), payload, deadline_ms, arn: config.arn.clone() };
         if process.api.next.send(pending).await.is_err() {
@@ -330,7 +334,7 @@ impl Executor {
         let init_error = process.api.init_error.clone();
         let outcome = tokio::select! {
             outcome = receiver => outcome.ok(),
-            _ = tokio::time::sleep(config.timeout) => None,
+            _ = tokio::time::sleep_until(deadline) => None,
             _ = process.child.wait() => None,
             error = async {
                 loop {

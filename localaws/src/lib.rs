@@ -13,6 +13,7 @@ pub mod accounts;
 pub mod behaviours;
 pub mod config;
 pub mod ec2;
+pub mod ec2_quotas;
 pub mod eventbridge;
 pub mod events;
 pub mod faults;
@@ -93,6 +94,11 @@ impl LocalAws {
         *lock(&self.front.behaviours) = behaviours;
     }
 
+    /// EC2 requests answered `RequestLimitExceeded` so far ([`ec2_quotas`]).
+    pub fn ec2_throttled(&self) -> u64 {
+        self.front.ec2_quotas.throttled()
+    }
+
     /// The AWS behaviours in force.
     pub fn behaviours(&self) -> Behaviours {
         self.front.behaviours()
@@ -164,6 +170,8 @@ struct Front {
     clients: Mutex<HashMap<(String, String), Backend>>,
     /// EC2's answers as AWS gives them: read lag, what the change calls did ([`ec2`]).
     ec2_answers: ec2::Ec2Answers,
+    /// EC2's request-rate limits ([`ec2_quotas`]).
+    ec2_quotas: ec2_quotas::Ec2Quotas,
     shutdown: Notify,
 }
 
@@ -274,6 +282,7 @@ pub async fn start(options: Options) -> Result<LocalAws, String> {
         fixed_regions: Default::default(),
         clients: Default::default(),
         ec2_answers: Default::default(),
+        ec2_quotas: Default::default(),
         shutdown: Notify::new(),
     });
     let handler = front.clone();
@@ -490,6 +499,7 @@ impl Front {
         self.entry_counts.clear();
         self.function_states.clear();
         self.ec2_answers.reset();
+        self.ec2_quotas.reset();
         self.executor.reset().await;
         info!("reset: moto's state and the front's");
     }
@@ -751,8 +761,15 @@ impl Front {
     }
 
     async fn ec2(self: &Arc<Self>, action: &str, account: &str, region: &str, request: &Request) -> Response {
+        let behaviours = self.behaviours();
+        if behaviours.ec2_quotas {
+            let percent = behaviours.ec2_quota_percent;
+            if let Some(throttled) = self.ec2_quotas.admit(percent, account, region, action, &request.form()) {
+                return throttled;
+            }
+        }
         self.fix_default_groups(account, region).await;
-        let lag = Behaviours::window(self.behaviours().ec2_read_lag_ms);
+        let lag = Behaviours::window(behaviours.ec2_read_lag_ms);
         let answer = self.ec2_answers.carry_out(&self.forwarder, action, account, region, request, lag).await;
         if GROUP_CHANGES.contains(&action) {
             // Buffer the answer: its XML feeds the CloudTrail event.
