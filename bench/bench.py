@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 import zipfile
 
@@ -39,6 +40,8 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 RUNTIME = "provided.al2023"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/bench-function"
 REQUIRED = [("tcp", 80, "0.0.0.0/0"), ("tcp", 443, "0.0.0.0/0")]
+# The calls a function makes in an evaluation or a sweep: what an AWS-like latency is put on.
+LATENCY_OPS = ["ec2:*", "config:PutEvaluations"]
 REPORT_RE = re.compile(r"REPORT RequestId: \S+\s+Duration: ([\d.]+) ms.*?Max Memory Used: (\d+) MB(?:\s+Init Duration: ([\d.]+) ms)?")
 
 
@@ -62,10 +65,25 @@ class LocalAws:
         self.endpoint = f"http://127.0.0.1:{port}"
         self.process = None
 
-    def admin(self, method, path, timeout=30):
-        request = urllib.request.Request(self.endpoint + "/_sg-lab/" + path, method=method)
-        with urllib.request.urlopen(request, timeout=timeout) as answer:
-            return json.loads(answer.read() or b"{}")
+    def admin(self, method, path, timeout=30, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.endpoint + "/_sg-lab/" + path, method=method, data=data)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as answer:
+                return json.loads(answer.read() or b"{}")
+        except urllib.error.HTTPError as err:
+            raise Failure(f"the local AWS refused {method} /_sg-lab/{path}: {err.read()[:300]!r}") from err
+
+    def set_latency(self, ms):
+        """Every call of the functions (EC2's and PutEvaluations) answers `ms` late, as AWS's
+        round trip from a Lambda function would: the local AWS's `delay` fault. 0: none."""
+        if ms:
+            self.admin("POST", "faults", body={"operations": LATENCY_OPS, "kind": "delay", "delayMs": int(ms)})
+        else:
+            self.admin("DELETE", "faults")
+
+    def set_behaviours(self, spec):
+        self.admin("POST", "behaviours", body=spec)
 
     def healthy(self):
         try:
@@ -233,9 +251,16 @@ def python_zip(args, work):
 # Helpers on the local AWS.
 
 
-def create_function(aws, name, zip_path, timeout=60, endpoint=None):
+# The Rust function paces its change calls to EC2's default quota (EC2_REQUEST_RATE, 50/5 a
+# second per API) once the sweep keeps to quotas; where the local AWS has no quota (every measure
+# but (d)), pacing would only add waits the port does not have: the rate is set out of reach.
+UNPACED = {"EC2_REQUEST_RATE": "1000000/1000000"}
+
+
+def create_function(aws, name, zip_path, timeout=60, endpoint=None, env=None):
     """The lab's settings (128 MB, 60 s); sweeps get Lambda's longest timeout. `endpoint`
-    overrides the AWS_ENDPOINT_URL the executor gives the function (e.g. a timing proxy)."""
+    overrides the AWS_ENDPOINT_URL the executor gives the function (e.g. a timing proxy); `env`
+    defaults to UNPACED."""
     with open(zip_path, "rb") as f:
         code = f.read()
     try:
@@ -246,7 +271,8 @@ def create_function(aws, name, zip_path, timeout=60, endpoint=None):
     aws.front.awslambda.create_function(
         FunctionName=name, Runtime=RUNTIME, Handler="bootstrap", Role=ROLE, Code={"ZipFile": code},
         MemorySize=128, Timeout=timeout,
-        Environment={"Variables": {"AWS_ENDPOINT_URL": endpoint} if endpoint else {}},
+        Environment={"Variables": dict(UNPACED if env is None else env, **(
+            {"AWS_ENDPOINT_URL": endpoint} if endpoint else {}))},
     )
     aws.front.awslambda.add_permission(
         FunctionName=name, StatementId="config-invoke", Action="lambda:InvokeFunction",
@@ -355,64 +381,79 @@ def median(values):
 # 1. One evaluation.
 
 
+def one_setup(aws, ctx):
+    """Both functions, the lab's open default group and a compliant group, and a result token
+    Config issued (PutEvaluations refuses any other); no Config evaluation runs afterwards."""
+    start_recorder(aws)
+    codes = {fn: create_function(aws, f"bench-{fn}", ctx["zips"][fn]) for fn in ("rust", "python")}
+    default = aws.moto.ec2.describe_security_groups(GroupNames=["default"])["SecurityGroups"][0]["GroupId"]
+    compliant = aws.moto.ec2.create_security_group(GroupName="bench-compliant", Description="80 and 443")["GroupId"]
+    set_ingress(aws.moto.ec2, compliant, [permission(*r) for r in REQUIRED])
+    self_rule = {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": default}]}
+    opened = [self_rule] + [permission("tcp", p, "0.0.0.0/0") for p in (80, 443, 465, 993)]
+
+    # A result token Config issued: PutEvaluations refuses any other. The rule's initial
+    # evaluation invokes the Rust function with debug on, which logs the event it got.
+    aws.front.config.put_config_rule(ConfigRule={
+        "ConfigRuleName": "bench-token", "Scope": {"ComplianceResourceTypes": ["AWS::EC2::SecurityGroup"]},
+        "Source": {"Owner": "CUSTOM_LAMBDA", "SourceIdentifier": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:bench-rust",
+                   "SourceDetails": [{"EventSource": "aws.config", "MessageType": "ConfigurationItemChangeNotification"}]},
+        "InputParameters": json.dumps({"debug": "true"}),
+    })
+
+    def token():
+        events = aws.front.logs.filter_log_events(logGroupName="/aws/lambda/bench-rust").get("events", [])
+        for e in events:
+            found = re.search(r'"resultToken":"([^"]+)"', e["message"])
+            if found:
+                return found.group(1)
+        return None
+
+    result_token = wait_for("the rule's first invocation (result token)", lambda: _quiet(token), 60, 0.2)
+    # No Config evaluation from here on: only the benchmark's own invocations run.
+    aws.front.config.stop_configuration_recorder(ConfigurationRecorderName="default")
+    quiesce(aws, "bench-token")
+
+    cases = {"open": (default, opened), "compliant": (compliant, [permission(*r) for r in REQUIRED])}
+    return codes, cases, result_token
+
+
+def invoke_case(aws, fn, case, group, result_token):
+    """Resets the case's group, invokes the function on its change event (LogType=Tail) and
+    checks the group holds the baseline afterwards: (duration ms, max memory MB, init ms or
+    None, wall ms of the Invoke)."""
+    group_id, ingress = group
+    set_ingress(aws.moto.ec2, group_id, ingress)
+    described = aws.moto.ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
+    event = change_event(described, result_token, json.dumps({"debug": "true"}))
+    t = time.perf_counter()
+    answer = aws.front.awslambda.invoke(FunctionName=f"bench-{fn}", Payload=json.dumps(event).encode(), LogType="Tail")
+    wall = (time.perf_counter() - t) * 1000
+    payload = answer["Payload"].read()
+    if answer.get("FunctionError"):
+        raise Failure(f"{fn} failed on the {case} group: {payload[:400]!r}")
+    duration, memory, init = parse_report(base64.b64decode(answer["LogResult"]).decode())
+    after = aws.moto.ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
+    if sorted(rule_keys(after)) != sorted(REQUIRED):
+        raise Failure(f"{fn} left the {case} group with {rule_keys(after)}")
+    return duration, memory, init, wall
+
+
 def bench_one(args, ctx, results):
     """Both functions through the local AWS's executor on the same Config events: the lab's open
     default group and an already compliant group; cold (a new process: UpdateFunctionCode
     first) and warm; REPORT lines from `Invoke` with LogType=Tail."""
     runs, warm_n = (1, 2) if args.quick else (args.runs, 5)
     with LocalAws(args.deploy, args.port, ctx["home"] + "/one", ctx["tools"]) as aws:
-        start_recorder(aws)
-        codes = {fn: create_function(aws, f"bench-{fn}", ctx["zips"][fn]) for fn in ("rust", "python")}
-        default = aws.moto.ec2.describe_security_groups(GroupNames=["default"])["SecurityGroups"][0]["GroupId"]
-        compliant = aws.moto.ec2.create_security_group(GroupName="bench-compliant", Description="80 and 443")["GroupId"]
-        set_ingress(aws.moto.ec2, compliant, [permission(*r) for r in REQUIRED])
-        self_rule = {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": default}]}
-        opened = [self_rule] + [permission("tcp", p, "0.0.0.0/0") for p in (80, 443, 465, 993)]
-
-        # A result token Config issued: PutEvaluations refuses any other. The rule's initial
-        # evaluation invokes the Rust function with debug on, which logs the event it got.
-        aws.front.config.put_config_rule(ConfigRule={
-            "ConfigRuleName": "bench-token", "Scope": {"ComplianceResourceTypes": ["AWS::EC2::SecurityGroup"]},
-            "Source": {"Owner": "CUSTOM_LAMBDA", "SourceIdentifier": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:bench-rust",
-                       "SourceDetails": [{"EventSource": "aws.config", "MessageType": "ConfigurationItemChangeNotification"}]},
-            "InputParameters": json.dumps({"debug": "true"}),
-        })
-
-        def token():
-            events = aws.front.logs.filter_log_events(logGroupName="/aws/lambda/bench-rust").get("events", [])
-            for e in events:
-                found = re.search(r'"resultToken":"([^"]+)"', e["message"])
-                if found:
-                    return found.group(1)
-            return None
-
-        result_token = wait_for("the rule's first invocation (result token)", lambda: _quiet(token), 60, 0.2)
-        # No Config evaluation from here on: only the benchmark's own invocations run.
-        aws.front.config.stop_configuration_recorder(ConfigurationRecorderName="default")
-        quiesce(aws, "bench-token")
-
-        cases = {"open": (default, opened), "compliant": (compliant, [permission(*r) for r in REQUIRED])}
+        codes, cases, result_token = one_setup(aws, ctx)
         samples = {}
         for run in range(runs):
             for fn in ("rust", "python"):
-                for case, (group_id, ingress) in cases.items():
+                for case in cases:
                     # A new process: Lambda's cold start (the executor restarts on new code).
                     aws.front.awslambda.update_function_code(FunctionName=f"bench-{fn}", ZipFile=codes[fn])
                     for i in range(warm_n + 1):
-                        set_ingress(aws.moto.ec2, group_id, ingress)
-                        group = aws.moto.ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
-                        event = change_event(group, result_token, json.dumps({"debug": "true"}))
-                        t = time.perf_counter()
-                        answer = aws.front.awslambda.invoke(
-                            FunctionName=f"bench-{fn}", Payload=json.dumps(event).encode(), LogType="Tail")
-                        wall = (time.perf_counter() - t) * 1000
-                        payload = answer["Payload"].read()
-                        if answer.get("FunctionError"):
-                            raise Failure(f"{fn} failed on the {case} group: {payload[:400]!r}")
-                        duration, memory, init = parse_report(base64.b64decode(answer["LogResult"]).decode())
-                        after = aws.moto.ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
-                        if sorted(rule_keys(after)) != sorted(REQUIRED):
-                            raise Failure(f"{fn} left the {case} group with {rule_keys(after)}")
+                        duration, memory, init, wall = invoke_case(aws, fn, case, cases[case], result_token)
                         kind = "cold" if i == 0 else "warm"
                         if (kind == "cold") != (init is not None):
                             raise Failure(f"{fn}: expected a {kind} invocation, REPORT says otherwise")
@@ -428,7 +469,7 @@ def bench_one(args, ctx, results):
             for fn in ("rust", "python"):
                 aws.front.awslambda.update_function_configuration(
                     FunctionName=f"bench-{fn}",
-                    Environment={"Variables": {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{proxy.port}"}})
+                    Environment={"Variables": dict(UNPACED, AWS_ENDPOINT_URL=f"http://127.0.0.1:{proxy.port}")})
                 for case, (group_id, ingress) in cases.items():
                     aws.front.awslambda.update_function_code(FunctionName=f"bench-{fn}", ZipFile=codes[fn])
                     for i in range(warm_n + 1):
@@ -455,6 +496,41 @@ def bench_one(args, ctx, results):
             continue
         results[("one",) + key] = {"ms": median(s["ms"]), "wall": median(s["wall"]), "mb": max(s["mb"]),
                                    "n": len(s["ms"])}
+
+
+def slope(points):
+    """Least-squares slope of [(x, y)]."""
+    n = len(points)
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    return sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else float("nan")
+
+
+def bench_latency(args, ctx, results):
+    """(a) One evaluation of the lab's open group, Rust vs the port, with every EC2 call and
+    PutEvaluations answering L ms late (the `delay` fault), at each latency of
+    --latencies: the warm REPORT duration (median), and the sequential round trips as the
+    slope of that duration over L (a call made while another is outstanding adds no latency)."""
+    warm_n = 2 if args.quick else 5
+    with LocalAws(args.deploy, args.port, ctx["home"] + "/latency", ctx["tools"]) as aws:
+        codes, cases, result_token = one_setup(aws, ctx)
+        for latency in args.latencies:
+            aws.set_latency(latency)
+            for fn in ("rust", "python"):
+                aws.front.awslambda.update_function_code(FunctionName=f"bench-{fn}", ZipFile=codes[fn])
+                warm = []
+                for i in range(warm_n + 1):
+                    duration, _, init, _ = invoke_case(aws, fn, "open", cases["open"], result_token)
+                    if i > 0:
+                        warm.append(duration)
+                results[("latency", fn, latency)] = {"ms": median(warm), "n": len(warm)}
+            log(f"  {latency} ms a call: Rust {results[('latency', 'rust', latency)]['ms']:.1f} ms, "
+                f"port {results[('latency', 'python', latency)]['ms']:.1f} ms (warm, median)")
+        aws.set_latency(0)
+    for fn in ("rust", "python"):
+        points = [(lat, results[("latency", fn, lat)]["ms"]) for lat in args.latencies]
+        results[("latency-trips", fn)] = {"trips": slope(points), "points": points}
 
 
 def quiesce(aws, rule, still=1.0, timeout=30):
@@ -622,9 +698,9 @@ def populate(ec2, n, seed):
     """n groups on moto directly (no Config evaluation is triggered): about half exactly the
     baseline, the rest missing a required rule and/or holding up to four extra rules (one source
     per protocol and port, so that EC2 never merges two into one permission). Returns how many
-    need a fix."""
+    need a fix, and how many of those need a revoke and an authorize (one call each)."""
     rnd = random.Random(seed)
-    need_fix = 0
+    counts = {"fix": 0, "revoke": 0, "authorize": 0}
     sources = ["0.0.0.0/0", "10.0.0.0/8", "192.168.0.0/16", "172.16.0.0/12", "::/0"]
     for i in range(n):
         group_id = ec2.create_security_group(GroupName=f"bench-{i:05d}", Description="bench")["GroupId"]
@@ -634,10 +710,12 @@ def populate(ec2, n, seed):
             ports = rnd.sample([p for p in range(20, 10000) if p not in (80, 443)], rnd.randint(0, 4))
             rules += [(rnd.choice(["tcp", "udp"]), p, rnd.choice(sources)) for p in ports]
         if sorted(rules) != sorted(REQUIRED):
-            need_fix += 1
+            counts["fix"] += 1
+            counts["revoke"] += any(r not in REQUIRED for r in rules)
+            counts["authorize"] += any(r not in rules for r in REQUIRED)
         if rules:
             ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[permission(*r) for r in rules])
-    return need_fix
+    return counts
 
 
 SWEEP_OWN = ("config:StartConfigRulesEvaluation", "config:DescribeConfigRuleEvaluationStatus")
@@ -649,62 +727,101 @@ SWEEP_OWN = ("config:StartConfigRulesEvaluation", "config:DescribeConfigRuleEval
 VARIANTS = {"rust": "rust", "python": "python", "rust-iam": "rust"}
 
 
-def sweep_once(args, ctx, fn, n, run, profile=False):
+def sweep_setup(args, ctx, aws, fn, n, seed, endpoint=None, timeout=900, env=None):
+    """n random groups (from `seed`), the function, a periodic rule and a running recorder:
+    (groups, groups to fix, the rule's name, populate's counts)."""
+    t = time.perf_counter()
+    counts = populate(aws.moto.ec2, n, seed=seed)
+    log(f"  {n} groups created in {time.perf_counter() - t:.1f} s; sweeping with {fn}")
+    # The front gives the default group its self-referencing rule on the first EC2 call.
+    aws.front.ec2.describe_security_groups(GroupNames=["default"])
+    # The default group's self-referencing rule is one more revoke.
+    counts["fix"] += 1
+    counts["revoke"] += 1
+    create_function(aws, f"bench-{fn}", ctx["zips"][VARIANTS[fn]], timeout=timeout, endpoint=endpoint, env=env)
+    rule = "bench-sweep"
+    # The rule first (no recorder yet, so putting it evaluates nothing), then the recorder.
+    aws.front.config.put_config_rule(ConfigRule={
+        "ConfigRuleName": rule, "MaximumExecutionFrequency": "One_Hour",
+        "Source": {"Owner": "CUSTOM_LAMBDA", "SourceIdentifier": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:bench-{fn}",
+                   "SourceDetails": [{"EventSource": "aws.config", "MessageType": "ScheduledNotification",
+                                      "MaximumExecutionFrequency": "One_Hour"}]},
+        "InputParameters": "{}",
+    })
+    start_recorder(aws)
+    time.sleep(0.3)
+    return n + 1, counts["fix"], rule, counts
+
+
+def rule_status(aws, rule):
+    status = aws.front.config.describe_config_rule_evaluation_status(ConfigRuleNames=[rule])
+    return status["ConfigRulesEvaluationStatus"][0] if status["ConfigRulesEvaluationStatus"] else {}
+
+
+def reports_of(aws, fn):
+    events = _quiet(lambda: aws.front.logs.filter_log_events(
+        logGroupName=f"/aws/lambda/bench-{fn}", filterPattern="REPORT")["events"])
+    return events or []
+
+
+def sweep_run(args, aws, fn, rule, what):
+    """One StartConfigRulesEvaluation, until the rule's status shows the invocation's end:
+    {wall s, failed (error code and message or None), ms (REPORT duration + init, or None)}."""
+    before = rule_status(aws, rule)
+    keys = ("LastSuccessfulInvocationTime", "LastFailedInvocationTime")
+    reports = len(reports_of(aws, fn))
+    t = time.perf_counter()
+    aws.front.config.start_config_rules_evaluation(ConfigRuleNames=[rule])
+
+    def finished():
+        s = rule_status(aws, rule)
+        return s if any(s.get(k) is not None and s.get(k) != before.get(k) for k in keys) else None
+
+    status = wait_for(what, finished, args.sweep_timeout, 0.05)
+    wall = time.perf_counter() - t
+    failed = None
+    if status.get("LastFailedInvocationTime") != before.get("LastFailedInvocationTime"):
+        failed = f"{status.get('LastErrorCode')}: {status.get('LastErrorMessage')}"
+    # The executor writes the invocation's log (its REPORT line) once it has ended.
+    new = wait_for("the invocation's REPORT line", lambda: (lambda r: r if len(r) > reports else None)(
+        reports_of(aws, fn)), 30, 0.2)
+    duration, memory, init = parse_report(new[-1]["message"])
+    return {"wall": wall, "failed": failed, "ms": duration + (init or 0.0), "mb": memory}
+
+
+def off_baseline(aws):
+    return [g for g in aws.moto.ec2.describe_security_groups()["SecurityGroups"]
+            if sorted(rule_keys(g)) != sorted(REQUIRED)]
+
+
+def sweep_once(args, ctx, fn, n, run, profile=False, latency=0):
     """One sweep on a fresh local AWS: n random groups, a periodic rule, StartConfigRulesEvaluation,
     until the function's invocation ended; then its REPORT line, the calls it made and the
-    evaluations it reported."""
-    with LocalAws(args.deploy, args.port, f"{ctx['home']}/sweep-{fn}-{n}-{run}", ctx["tools"]) as aws:
-        t = time.perf_counter()
-        need_fix = populate(aws.moto.ec2, n, seed=1000 * n + run)
-        log(f"  {n} groups created in {time.perf_counter() - t:.1f} s; sweeping with {fn}")
-        # The front gives the default group its self-referencing rule on the first EC2 call.
-        aws.front.ec2.describe_security_groups(GroupNames=["default"])
-        groups = n + 1
-        need_fix += 1
+    evaluations it reported. `latency`: every call of the function answers that many ms late."""
+    home = f"{ctx['home']}/sweep-{fn}-{n}-{run}-{latency}"
+    with LocalAws(args.deploy, args.port, home, ctx["tools"]) as aws:
         deny = ["DescribeSecurityGroupRules"] if fn == "rust-iam" else []
         proxy = TimingProxy(args.port, deny=deny).__enter__() if profile or deny else None
         endpoint = f"http://127.0.0.1:{proxy.port}" if proxy else None
-        create_function(aws, f"bench-{fn}", ctx["zips"][VARIANTS[fn]], timeout=900, endpoint=endpoint)
-        rule = "bench-sweep"
-        # The rule first (no recorder yet, so putting it evaluates nothing), then the recorder.
-        aws.front.config.put_config_rule(ConfigRule={
-            "ConfigRuleName": rule, "MaximumExecutionFrequency": "One_Hour",
-            "Source": {"Owner": "CUSTOM_LAMBDA", "SourceIdentifier": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:bench-{fn}",
-                       "SourceDetails": [{"EventSource": "aws.config", "MessageType": "ScheduledNotification",
-                                          "MaximumExecutionFrequency": "One_Hour"}]},
-            "InputParameters": "{}",
-        })
-        start_recorder(aws)
-        time.sleep(0.3)
+        groups, need_fix, rule, _ = sweep_setup(args, ctx, aws, fn, n, 1000 * n + run, endpoint)
+        aws.set_latency(latency)
         aws.reset_calls()
-
-        def finished():
-            status = aws.front.config.describe_config_rule_evaluation_status(ConfigRuleNames=[rule])
-            s = status["ConfigRulesEvaluationStatus"][0] if status["ConfigRulesEvaluationStatus"] else {}
-            return s if ("LastSuccessfulInvocationTime" in s or "LastFailedInvocationTime" in s) else None
-
-        t = time.perf_counter()
-        aws.front.config.start_config_rules_evaluation(ConfigRuleNames=[rule])
-        status = wait_for(f"the {fn} sweep of {groups} groups", finished, args.sweep_timeout, 0.05)
-        wall = time.perf_counter() - t
-        if "LastFailedInvocationTime" in status:
-            raise Failure(f"the {fn} sweep failed: {status.get('LastErrorCode')}: {status.get('LastErrorMessage')}")
+        done = sweep_run(args, aws, fn, rule, f"the {fn} sweep of {groups} groups")
+        aws.set_latency(0)
+        if done["failed"]:
+            raise Failure(f"the {fn} sweep failed: {done['failed']}")
         calls = {op: c for op, c in aws.calls().items() if op not in SWEEP_OWN}
         if deny:
             # Denied by the proxy, so never seen by the local AWS; on AWS they are calls too.
             calls["ec2:DescribeSecurityGroupRules"] = sum(1 for r in proxy.records if r[0].endswith("(denied)"))
-        reports = wait_for("the sweep's REPORT line", lambda: _quiet(lambda: aws.front.logs.filter_log_events(
-            logGroupName=f"/aws/lambda/bench-{fn}", filterPattern="REPORT")["events"]), 30, 0.2)
-        duration, memory, init = parse_report(reports[-1]["message"])
         evaluations = aws.evaluations(rule)
         ids = {e["resourceId"] for e in evaluations}
         if len(ids) != groups:
             raise Failure(f"the {fn} sweep reported {len(ids)} groups, expected {groups}")
-        left = [g for g in aws.moto.ec2.describe_security_groups()["SecurityGroups"]
-                if sorted(rule_keys(g)) != sorted(REQUIRED)]
+        left = off_baseline(aws)
         if left:
             raise Failure(f"the {fn} sweep left {len(left)} groups off the baseline, e.g. {left[0]['GroupId']}")
-        result = {"ms": duration + (init or 0.0), "wall": wall, "mb": memory, "calls": calls,
+        result = {"ms": done["ms"], "wall": done["wall"], "mb": done["mb"], "calls": calls,
                   "fixed": need_fix, "groups": groups}
         if proxy:
             proxy.__exit__()
@@ -728,6 +845,66 @@ def bench_sweep(args, ctx, results):
                 profiled = sweep_once(args, ctx, fn, n, 0, profile=True)
                 count, api, by_op = profiled["profile"]
                 results[("sweep", fn, n)]["profile"] = {"ms": profiled["ms"], "api": api * 1000, "by_op": by_op}
+
+
+def bench_sweep_latency(args, ctx, results):
+    """(b) The sweep with every call of the function answering --sweep-latency ms late, no
+    quota: Rust (changes of several groups at once) against the port (one call at a time)."""
+    for n in args.latency_sizes:
+        for fn in args.functions:
+            one = sweep_once(args, ctx, fn, n, 0, latency=args.sweep_latency)
+            results[("sweep-latency", fn, n)] = dict(one, calls=sum(one["calls"].values()), by_op=one["calls"])
+
+
+def quota_allowance(percent, deadline_s):
+    """What EC2's bucket of Authorize/RevokeSecurityGroupIngress (50 tokens, 5 a second:
+    "Request throttling for the Amazon EC2 API", resource-intensive actions) lets one run of
+    `deadline_s` make at most: a full bucket plus its refill, at `percent` of AWS's sizes."""
+    scale = (percent or 100) / 100
+    return max(1.0, 50 * scale) + max(1.0, 5 * scale) * deadline_s
+
+
+def bench_quota(args, ctx, results):
+    """(d) The sweep under EC2's request quotas (the local AWS's `ec2Quotas` behaviour) and the
+    lab's deadline: scheduled evaluations one after the other until every group holds the
+    baseline; each run's wall time, REPORT duration, evaluations and change calls."""
+    n, deadline = args.quota_groups, args.quota_deadline
+    with LocalAws(args.deploy, args.port, ctx["home"] + "/quota", ctx["tools"]) as aws:
+        # The function's own pacing at EC2's default (or the scaled) rate, as it ships.
+        scale = (args.quota_percent or 100) / 100
+        pace = {"EC2_REQUEST_RATE": f"{max(1.0, 50 * scale):g}/{max(1.0, 5 * scale):g}"}
+        groups, need_fix, rule, counts = sweep_setup(args, ctx, aws, "rust", n, 1000 * n, timeout=deadline, env=pace)
+        spec = {"ec2Quotas": True}
+        if args.quota_percent:
+            spec["ec2QuotaPercent"] = args.quota_percent
+        aws.set_behaviours(spec)
+        shown = aws.admin("GET", "behaviours")
+        if not shown.get("ec2Quotas"):
+            raise Failure(f"the local AWS did not turn EC2's quotas on: {shown}")
+        runs = []
+        for k in range(1, args.quota_max_runs + 1):
+            aws.reset_calls()
+            seen = len(aws.evaluations(rule))
+            done = sweep_run(args, aws, "rust", rule, f"run {k} of the sweep under EC2's quotas")
+            new = aws.evaluations(rule)[seen:]
+            calls = aws.calls()
+            left = len(off_baseline(aws))
+            run = {"run": k, "wall": done["wall"], "ms": done["ms"], "failed": done["failed"],
+                   "evaluations": len(new), "reported": len({e["resourceId"] for e in new}),
+                   "non_compliant": sum(1 for e in new if e["compliance"] == "NON_COMPLIANT"),
+                   "revoke": calls.get("ec2:RevokeSecurityGroupIngress", 0),
+                   "authorize": calls.get("ec2:AuthorizeSecurityGroupIngress", 0), "left": left}
+            runs.append(run)
+            log(f"  run {k}: {run['wall']:.1f} s wall, {run['ms'] / 1000:.1f} s REPORT, {run['reported']} groups "
+                f"reported, {run['revoke']} revoke + {run['authorize']} authorize calls, {left} groups left"
+                + (f", failed: {run['failed'][:200]}" if run["failed"] else ""))
+            if left == 0:
+                break
+        allowance = quota_allowance(args.quota_percent, deadline)
+        limit = max(math.ceil(counts["revoke"] / allowance), math.ceil(counts["authorize"] / allowance))
+        results[("quota",)] = {"runs": runs, "groups": groups, "fixed": need_fix, "counts": counts,
+                               "allowance": allowance, "limit": limit, "deadline": deadline,
+                               "converged": runs[-1]["left"] == 0, "percent": args.quota_percent or 100}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -832,6 +1009,74 @@ def table(args, ctx, results):
     return "\n".join(head + rows)
 
 
+def scale_tables(args, results):
+    """Issue 14's measures, (a)-(d), and its goals table: each goal's figure next to what it is
+    compared with."""
+    rows, goals = [], []
+    add = lambda *cells: rows.append("| " + " | ".join(str(c) for c in cells) + " |")  # noqa: E731
+    goal = lambda *cells: goals.append("| " + " | ".join(str(c) for c in cells) + " |")  # noqa: E731
+    lats = [lat for lat in args.latencies if ("latency", "rust", lat) in results]
+    for lat in lats:
+        r, p = results[("latency", "rust", lat)], results[("latency", "python", lat)]
+        add(f"a. warm evaluation, lab's open group, {lat} ms a call", fmt_ms(r["ms"]), fmt_ms(p["ms"]),
+            f"{r['ms'] / p['ms']:.2f}")
+    if lats:
+        at = min(lats, key=lambda lat: abs(lat - 50))
+        r, p = results[("latency", "rust", at)], results[("latency", "python", at)]
+        goal(f"a. warm evaluation at {at} ms a call: Rust ≤ 0.8× the port", fmt_ms(r["ms"]),
+             f"0.8 × {fmt_ms(p['ms'])} = {fmt_ms(0.8 * p['ms'])}", verdict(r["ms"] <= 0.8 * p["ms"]))
+    if ("latency-trips", "rust") in results and len(lats) >= 2:
+        r, p = results[("latency-trips", "rust")], results[("latency-trips", "python")]
+        span = f"slope over {', '.join(map(str, lats))} ms"
+        add(f"a. sequential round trips ({span})", f"{r['trips']:.2f}", f"{p['trips']:.2f}", "")
+        goal("a. sequential round trips of the lab case (slope, rounded): Rust ≤ 3", f"{r['trips']:.2f}",
+             f"3 (the port: {p['trips']:.2f}; the lab's function: 4)", verdict(round(r["trips"]) <= 3))
+    for n in args.latency_sizes:
+        r, p = results.get(("sweep-latency", "rust", n)), results.get(("sweep-latency", "python", n))
+        if not (r and p):
+            continue
+        label = f"b. sweep {r['groups']} groups, {r['fixed']} to fix, {args.sweep_latency} ms a call, no quota"
+        add(f"{label}: function time", fmt_ms(r["ms"]), fmt_ms(p["ms"]), f"{p['ms'] / r['ms']:.1f}× faster")
+        add(f"{label}: API calls", calls_text(r), calls_text(p), "")
+        goal(f"b. sweep under {args.sweep_latency} ms a call ({r['groups']} groups): Rust ≥ 3× faster than the port",
+             f"{p['ms'] / r['ms']:.1f}× ({fmt_ms(r['ms'])})", f"3× ({fmt_ms(p['ms'])} ÷ 3 = {fmt_ms(p['ms'] / 3)})",
+             verdict(p["ms"] >= 3 * r["ms"]))
+    for n in args.sizes:
+        r, p = results.get(("sweep", "rust", n)), results.get(("sweep", "python", n))
+        if r and p:
+            goal(f"c. sweep on raw moto ({r['groups']} groups, {r['fixed']} to fix): Rust ≤ the port",
+                 fmt_ms(r["ms"]), fmt_ms(p["ms"]), verdict(r["ms"] <= p["ms"]))
+    q = results.get(("quota",))
+    if q:
+        allowed = f"{q['allowance']:.0f} calls per API per run"
+        for run in q["runs"]:
+            add(f"d. run {run['run']} under EC2's quotas ({q['percent']} %), {q['deadline']} s deadline, "
+                f"{q['groups']} groups",
+                f"{run['wall']:.1f} s wall, {run['ms'] / 1000:.1f} s REPORT; {run['reported']} groups reported "
+                f"({run['non_compliant']} NON_COMPLIANT); {run['revoke']} revoke + {run['authorize']} authorize "
+                f"calls (throttled answers included); {run['left']} groups left to fix"
+                + (f"; failed: {run['failed'][:160]}" if run["failed"] else ""), "", "")
+        runs = q["runs"]
+        late = [r["run"] for r in runs if r["failed"] or r["ms"] >= q["deadline"] * 1000]
+        short = [r["run"] for r in runs if r["reported"] < q["groups"]]
+        goal("d. every run answers before its deadline", f"{len(runs) - len(late)} of {len(runs)} runs"
+             + (f" (not: {', '.join(map(str, late))})" if late else ""),
+             f"{q['deadline']} s; longest {max(r['ms'] for r in runs) / 1000:.1f} s", verdict(not late))
+        goal("d. every run reports every group", f"{len(runs) - len(short)} of {len(runs)} runs", f"{q['groups']} groups",
+             verdict(not short))
+        c = q["counts"]
+        converged = f"{len(runs)}" if q["converged"] else f"not converged after {len(runs)}"
+        goal("d. runs to converge ≤ the physical limit + 1", converged,
+             f"limit ⌈max({c['revoke']} revokes, {c['authorize']} authorizes) ÷ {allowed}⌉ = {q['limit']}; "
+             f"+1 = {q['limit'] + 1}", verdict(q["converged"] and len(runs) <= q["limit"] + 1))
+    out = []
+    if rows:
+        out += ["| issue 14 measure | Rust | Python port | Rust ÷ port |", "|---|---|---|---|"] + rows
+    if goals:
+        out += ["", "| goal | figure | compared with | |", "|---|---|---|---|"] + goals
+    return "\n".join(out)
+
+
 def profile_text(r):
     return f"{fmt_ms(r['api'])} in {r['calls']:.0f} calls + {fmt_ms(r['own'])}"
 
@@ -887,7 +1132,8 @@ def main():
     parser.add_argument("--sweep-runs", type=int, default=3, help="runs of sweeps of up to 1,000 groups")
     parser.add_argument("--large-runs", type=int, default=1, help="runs of sweeps over 1,000 groups")
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=None)
-    parser.add_argument("--only", default="one,provision,sweep,fanout,artifacts")
+    parser.add_argument("--only", default="one,latency,provision,sweep,sweep-latency,fanout,artifacts",
+                        help="measures to run, comma-separated (quota: with --quota, or named here)")
     parser.add_argument("--debug-zip", action="store_true", help="use the debug build even if the release zip exists")
     parser.add_argument("--functions", type=lambda s: s.split(","), default=["rust", "python"],
                         help="the sweep's functions: rust, python, rust-iam (see --lab-policy)")
@@ -897,9 +1143,28 @@ def main():
                         help="one more sweep per function and size with its calls timed by a proxy")
     parser.add_argument("--cold-ci", action="store_true", help="also time .ci/run in a fresh clone (long)")
     parser.add_argument("--sweep-timeout", type=float, default=1200)
+    parser.add_argument("--latencies", type=lambda s: [int(x) for x in s.split(",")], default=None,
+                        help="(a) ms added to each call of one evaluation (default 0,50,100; quick 0,50)")
+    parser.add_argument("--sweep-latency", type=int, default=50, help="(b) ms added to each call of the sweep")
+    parser.add_argument("--latency-sizes", type=lambda s: [int(x) for x in s.split(",")], default=None,
+                        help="(b) groups of the sweep under latency (default 5000; quick 50)")
+    parser.add_argument("--quota", action="store_true",
+                        help="(d) also the sweep under EC2's quotas (the local AWS's ec2Quotas behaviour)")
+    parser.add_argument("--quota-groups", type=int, default=None, help="(d) groups (default 5000; quick 200)")
+    parser.add_argument("--quota-deadline", type=int, default=None,
+                        help="(d) the function's timeout in s (default 60, the lab's; quick 10)")
+    parser.add_argument("--quota-percent", type=int, default=None,
+                        help="(d) bucket sizes as a percentage of AWS's (default AWS's; quick 20)")
+    parser.add_argument("--quota-max-runs", type=int, default=25, help="(d) runs before giving up converging")
     parser.add_argument("--json", help="also write the raw results here")
     args = parser.parse_args()
     args.sizes = args.sizes or ([50] if args.quick else [1000, 5000])
+    args.latencies = args.latencies or ([0, 50] if args.quick else [0, 50, 100])
+    args.latency_sizes = args.latency_sizes or ([50] if args.quick else [5000])
+    args.quota_groups = args.quota_groups or (200 if args.quick else 5000)
+    args.quota_deadline = args.quota_deadline or (10 if args.quick else 60)
+    if args.quota_percent is None and args.quick:
+        args.quota_percent = 20
     args.target_dir = os.environ.get("CARGO_TARGET_DIR") or os.path.expanduser("~/.cache/sg-lab/target")
     args.deploy = os.path.join(args.target_dir, "debug/deploy")
     args.cache = os.path.expanduser(os.environ.get("SG_LAB_HOME", "~/.cache/sg-lab")) + "/bench"
@@ -930,6 +1195,15 @@ def main():
         if "sweep" in only:
             log(f"3. sweep of {', '.join(map(str, args.sizes))} groups")
             bench_sweep(args, ctx, results)
+        if "latency" in only:
+            log(f"a. one evaluation under {', '.join(map(str, args.latencies))} ms a call, Rust vs Python")
+            bench_latency(args, ctx, results)
+        if "sweep-latency" in only:
+            log(f"b. sweep of {', '.join(map(str, args.latency_sizes))} groups under {args.sweep_latency} ms a call")
+            bench_sweep_latency(args, ctx, results)
+        if "quota" in only or args.quota:
+            log(f"d. sweep of {args.quota_groups} groups under EC2's quotas, {args.quota_deadline} s deadline")
+            bench_quota(args, ctx, results)
         if "fanout" in only:
             log("5. classroom fan-out, up for 1 vs 10 accounts")
             bench_fanout(args, ctx, results)
@@ -946,6 +1220,9 @@ def main():
     print(f"Rust function zip: {ctx['rust_kind']}; `deploy`: debug build; "
           f"{'quick run (1 run each)' if args.quick else f'medians of {args.runs} runs; sweeps: {args.sweep_runs} runs up to 1,000 groups, {args.large_runs} above'}.\n")
     print(table(args, ctx, results))
+    scale = scale_tables(args, results)
+    if scale:
+        print("\n" + scale)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({" ".join(map(str, k)): v for k, v in results.items()}, f, indent=1, default=str)
