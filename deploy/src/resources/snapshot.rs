@@ -172,7 +172,14 @@ fn compact<'a>(rules: impl IntoIterator<Item = &'a Rule>) -> String {
 /// lab was there when `down` began, so a missing record is an error.
 pub async fn restore(lab: &Lab, baseline: &[Rule], deployed: bool, dry_run: bool) -> Restored {
     let name = format!("s3://{}/{KEY}", lab.names.bucket);
-    let record = match read(lab).await {
+    // The record is only ever in the lab's own bucket: a bucket of the same name that is not
+    // the lab's (another region's, another owner's) holds none, and is never read.
+    let stored = match crate::bucket::ownership(lab).await {
+        Ok(crate::bucket::Ownership::Ours) => read(lab).await,
+        Ok(crate::bucket::Ownership::Absent | crate::bucket::Ownership::Foreign(_)) => Ok(Stored::NoBucket),
+        Err(err) => Err(err),
+    };
+    let record = match stored {
         Ok(Stored::Record(record)) => record,
         Ok(Stored::NoBucket) if !deployed => return Restored::default(),
         Ok(Stored::NoRecord) if !deployed => return Restored::default(),
