@@ -16,6 +16,7 @@ pub mod artifact;
 pub mod cli;
 pub mod command;
 pub mod commands;
+pub mod confirm;
 pub mod connect;
 pub mod error;
 pub mod fanout;

@@ -1,7 +1,7 @@
 //! `deploy`: parses the command line, connects, runs one command, prints its result to stdout
 //! (text or JSON) and maps errors to the exit codes listed in docs/deploy.md.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -226,19 +226,16 @@ fn confirm(targets: &[(String, String, String)]) -> Result<()> {
             listed.join("; ")
         )));
     }
-    if let [one] = listed.as_slice() {
-        eprint!("Delete the lab's resources in {one}? [y/N] ");
+    let prompt = if let [one] = listed.as_slice() {
+        format!("Delete the lab's resources in {one}? [y/N] ")
     } else {
         eprintln!("Delete the lab's resources in these {} targets?", listed.len());
         for line in &listed {
             eprintln!("  {line}");
         }
-        eprint!("[y/N] ");
-    }
-    let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer).map_err(|e| Error::Declined(format!("no answer: {e}")))?;
-    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        "[y/N] ".to_owned()
+    };
+    if deploy::confirm::ask(&prompt)? {
         Ok(())
     } else {
         Err(Error::Declined("not confirmed; nothing was deleted".into()))

@@ -6,7 +6,7 @@
 //! embedded baseline: what it prints is what the function will do, not an approximation.
 
 use std::fmt;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 
 use serde::Serialize;
 use sg_function::aws::Ec2;
@@ -210,11 +210,7 @@ pub fn confirm(targets: &[(String, Impact)]) -> Result<()> {
         eprintln!("{label}:");
         eprint!("{impact}");
     }
-    eprint!("Create the rule? {whole}. [y/N] ");
-    let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer).map_err(|e| Error::Declined(format!("no answer: {e}")))?;
-    if matches!(answer.trim(), "y" | "Y" | "yes") {
+    if crate::confirm::ask(&format!("Create the rule? {whole}. [y/N] "))? {
         Ok(())
     } else {
         Err(Error::Declined("not confirmed; nothing was created".into()))
