@@ -38,6 +38,17 @@ async fn create_groups(lab: &Lab) -> BTreeMap<String, String> {
                 .build();
             ec2.authorize_security_group_ingress().group_id(&id).ip_permissions(permission).send().await.unwrap();
         }
+        // EC2's reads lag its writes (the local AWS's `ec2ReadLagMs`): the groups are read as
+        // "before" once reads show every rule (bounded: 5 s).
+        let mut shown = 0;
+        for _ in 0..50 {
+            shown = ec2.ingress_rules(&id).await.unwrap().len();
+            if shown == rules.len() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(shown, rules.len(), "{name}: reads never showed its {} rules", rules.len());
         ids.insert(name.to_owned(), id);
     }
     let default = deploy::status::default_group_id(lab).await.unwrap().unwrap();
