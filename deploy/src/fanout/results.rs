@@ -131,10 +131,11 @@ pub fn retry_hint(run: &Run) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn row(target: Target, outcome: Outcome, exit_code: u8) -> TargetResult {
+    /// A result row for tests (also `targets.rs`'s).
+    pub(in crate::fanout) fn row(target: Target, outcome: Outcome, exit_code: u8) -> TargetResult {
         TargetResult {
             target,
             account: None,

@@ -141,25 +141,13 @@ fn failed_targets(file: &Path) -> Result<Vec<Target>> {
 mod tests {
     use clap::Parser;
 
-    use super::super::results::{retry_hint, TargetResult};
+    use super::super::results::retry_hint;
     use super::*;
     use crate::cli::Cli;
+    use crate::fanout::results::tests::row;
 
     fn global(args: &[&str]) -> Global {
         Cli::parse_from([&["deploy"], args, &["status"]].concat()).global
-    }
-
-    fn row(target: Target, outcome: Outcome, exit_code: u8) -> TargetResult {
-        TargetResult {
-            target,
-            account: None,
-            region: None,
-            outcome,
-            exit_code,
-            duration_ms: 1500,
-            detail: "d".into(),
-            result: None,
-        }
     }
 
     #[test]
