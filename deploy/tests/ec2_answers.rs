@@ -76,3 +76,69 @@ async fn reads_lag_changes_and_changes_say_what_they_did() {
         .unwrap();
     assert!(rules.security_group_rules().iter().any(|r| r.from_port() == Some(465)));
 }
+
+/// moto runs with its rule listing by group id reading only those groups
+/// (`localaws/src/moto/server.py`): the same answer as the region-wide listing, in its order.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rule_listing_by_group_answers_what_the_region_wide_one_holds_for_those_groups() {
+    use aws_sdk_ec2::types::Filter;
+    let dir = std::env::temp_dir().join(format!("local-aws-test-rules-{}", std::process::id()));
+    let options = localaws::Options {
+        port: 0,
+        moto: deploy::local::moto_program(),
+        data_dir: dir.clone(),
+        behaviours: Default::default(),
+    };
+    let local = localaws::start(options).await.unwrap();
+    let ec2 = aws_sdk_ec2::Client::new(&testkit::sdk_config(&local.endpoint).await);
+    let mut groups = Vec::new();
+    for (k, ports) in [[80, 443], [465, 993], [22, 3389]].iter().enumerate() {
+        let group =
+            ec2.create_security_group().group_name(format!("listed-{k}")).description("d").send().await.unwrap();
+        let id = group.group_id().unwrap().to_owned();
+        ec2.authorize_security_group_ingress()
+            .group_id(&id)
+            .set_ip_permissions(Some(ports.iter().map(|p| tcp(*p)).collect()))
+            .send()
+            .await
+            .unwrap();
+        groups.push(id);
+    }
+    let listed = |filters: Vec<Filter>| {
+        let ec2 = ec2.clone();
+        async move {
+            let out = ec2.describe_security_group_rules().set_filters(Some(filters)).max_results(1000).send().await;
+            out.unwrap()
+                .security_group_rules()
+                .iter()
+                .map(|r| (r.group_id().unwrap().to_owned(), r.security_group_rule_id().unwrap().to_owned(), r.is_egress(), r.from_port()))
+                .collect::<Vec<_>>()
+        }
+    };
+    let all = listed(vec![]).await;
+    let wanted = [groups[2].clone(), groups[0].clone()];
+    let expected: Vec<_> = all.iter().filter(|r| wanted.contains(&r.0)).cloned().collect();
+    // Two ingress rules and the default egress rule of each named group, in moto's order.
+    assert_eq!(expected.len(), 6, "{all:?}");
+    let by_group = listed(vec![Filter::builder().name("group-id").set_values(Some(wanted.to_vec())).build()]).await;
+    assert_eq!(by_group, expected);
+    // With a second filter, both apply.
+    let one = expected[1].1.clone();
+    let both = listed(vec![
+        Filter::builder().name("group-id").set_values(Some(wanted.to_vec())).build(),
+        Filter::builder().name("security-group-rule-id").values(&one).build(),
+    ])
+    .await;
+    assert_eq!(both, [expected[1].clone()]);
+    // A malformed group id is refused as moto refuses it.
+    let bad = ec2
+        .describe_security_group_rules()
+        .filters(Filter::builder().name("group-id").values("not-a-group").build())
+        .send()
+        .await;
+    let err = bad.expect_err("a malformed group id is an error");
+    assert_eq!(aws_sdk_ec2::error::ProvideErrorMetadata::code(&err), Some("InvalidGroupId.Malformed"));
+    // And the listing was the patched one.
+    let log = std::fs::read_to_string(dir.join("moto.log")).unwrap();
+    assert!(log.contains("DescribeSecurityGroupRules by group id reads only the named groups"), "{log}");
+}

@@ -95,20 +95,28 @@ impl Ec2Answers {
         let form = request.form();
         let Some(group) = group_of(moto, request, &form).await else { return moto.forward(request).await };
         let sub = |body: String| query(request, body);
-        let before_group =
-            first_item(&text(moto.forward(&sub(describe_group(&group))).await).await, "securityGroupInfo");
+        // The group's own item is needed only to answer lagging reads with it; the rules are
+        // what the answer is made of. (Each is a moto call per change: the sweep's cost.)
+        let read_group = || async { first_item(&text(moto.forward(&sub(describe_group(&group))).await).await, "securityGroupInfo") };
+        let before_group = if lag.is_some() { read_group().await } else { None };
         let before_rules = items(&text(moto.forward(&sub(describe_rules(&group))).await).await, "securityGroupRuleSet");
 
         let answer = moto.forward(request).await;
         let (status, mut body) = (answer.status().as_u16(), text(answer).await);
         let mut unknown = Vec::new();
         let by_permission = form.iter().any(|(k, _)| k.starts_with("IpPermissions."));
-        if status == 400
+        let not_found = status == 400
             && body.contains("<Code>InvalidPermission.NotFound</Code>")
             && action.starts_with("Revoke")
-            && by_permission
-            && in_default_vpc(moto, request, before_group.as_deref()).await
-        {
+            && by_permission;
+        let in_default = not_found && {
+            let item = match &before_group {
+                Some(item) => Some(item.clone()),
+                None => read_group().await,
+            };
+            in_default_vpc(moto, request, item.as_deref()).await
+        };
+        if in_default {
             // A default VPC revokes what matches and answers the rest back. (moto's batch may
             // have revoked the permissions before the one it did not find: revoking those again
             // fails, harmlessly.)

@@ -25,6 +25,7 @@ pub mod faults;
 pub mod function_states;
 pub mod http;
 pub mod lambda;
+pub mod moto;
 pub mod s3;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -221,8 +222,7 @@ pub async fn start(options: Options) -> Result<LocalAws, String> {
     let log =
         std::fs::File::create(options.data_dir.join("moto.log")).map_err(|e| format!("creating moto.log: {e}"))?;
     let log_err = log.try_clone().map_err(|e| e.to_string())?;
-    let moto = tokio::process::Command::new(&options.moto)
-        .args(["-H", "127.0.0.1", "-p", &moto_port.to_string()])
+    let moto = moto::command(&options.moto, &["-H", "127.0.0.1", "-p", &moto_port.to_string()])
         .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
         // It would put every request in one account, whatever the front tells apart.
         .env_remove("MOTO_ACCOUNT_ID")
