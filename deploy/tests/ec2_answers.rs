@@ -111,14 +111,7 @@ async fn a_rule_listing_by_group_answers_what_the_region_wide_one_holds_for_thos
             out.unwrap()
                 .security_group_rules()
                 .iter()
-                .map(|r| {
-                    (
-                        r.group_id().unwrap().to_owned(),
-                        r.security_group_rule_id().unwrap().to_owned(),
-                        r.is_egress(),
-                        r.from_port(),
-                    )
-                })
+                .map(|r| (r.group_id().unwrap().to_owned(), r.security_group_rule_id().unwrap().to_owned(), r.is_egress(), r.from_port()))
                 .collect::<Vec<_>>()
         }
     };

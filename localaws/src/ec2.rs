@@ -97,8 +97,7 @@ impl Ec2Answers {
         let sub = |body: String| query(request, body);
         // The group's own item is needed only to answer lagging reads with it; the rules are
         // what the answer is made of. (Each is a moto call per change: the sweep's cost.)
-        let read_group =
-            || async { first_item(&text(moto.forward(&sub(describe_group(&group))).await).await, "securityGroupInfo") };
+        let read_group = || async { first_item(&text(moto.forward(&sub(describe_group(&group))).await).await, "securityGroupInfo") };
         let before_group = if lag.is_some() { read_group().await } else { None };
         let before_rules = items(&text(moto.forward(&sub(describe_rules(&group))).await).await, "securityGroupRuleSet");
 
