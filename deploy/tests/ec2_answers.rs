@@ -22,12 +22,17 @@ async fn ports(ec2: &aws_sdk_ec2::Client, group: &str) -> Vec<i32> {
     ports
 }
 
+/// A local AWS with these behaviours, and its data directory (moto.log).
+async fn start(name: &str, behaviours: localaws::behaviours::Behaviours) -> (localaws::LocalAws, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("local-aws-test-{name}-{}", std::process::id()));
+    let options = localaws::Options { port: 0, moto: deploy::local::moto_program(), data_dir: dir.clone(), behaviours };
+    (localaws::start(options).await.unwrap(), dir)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn reads_lag_changes_and_changes_say_what_they_did() {
-    let dir = std::env::temp_dir().join(format!("local-aws-test-ec2-{}", std::process::id()));
     let behaviours = localaws::behaviours::Behaviours { ec2_read_lag_ms: 1_000, ..Default::default() };
-    let options = localaws::Options { port: 0, moto: deploy::local::moto_program(), data_dir: dir, behaviours };
-    let local = localaws::start(options).await.unwrap();
+    let (local, _) = start("ec2", behaviours).await;
     let ec2 = aws_sdk_ec2::Client::new(&testkit::sdk_config(&local.endpoint).await);
     let groups = ec2.describe_security_groups().group_names("default").send().await.unwrap();
     let group = groups.security_groups()[0].group_id().unwrap().to_owned();
@@ -82,14 +87,7 @@ async fn reads_lag_changes_and_changes_say_what_they_did() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rule_listing_by_group_answers_what_the_region_wide_one_holds_for_those_groups() {
     use aws_sdk_ec2::types::Filter;
-    let dir = std::env::temp_dir().join(format!("local-aws-test-rules-{}", std::process::id()));
-    let options = localaws::Options {
-        port: 0,
-        moto: deploy::local::moto_program(),
-        data_dir: dir.clone(),
-        behaviours: Default::default(),
-    };
-    let local = localaws::start(options).await.unwrap();
+    let (local, dir) = start("rules", Default::default()).await;
     let ec2 = aws_sdk_ec2::Client::new(&testkit::sdk_config(&local.endpoint).await);
     let mut groups = Vec::new();
     for (k, ports) in [[80, 443], [465, 993], [22, 3389]].iter().enumerate() {
@@ -111,7 +109,14 @@ async fn a_rule_listing_by_group_answers_what_the_region_wide_one_holds_for_thos
             out.unwrap()
                 .security_group_rules()
                 .iter()
-                .map(|r| (r.group_id().unwrap().to_owned(), r.security_group_rule_id().unwrap().to_owned(), r.is_egress(), r.from_port()))
+                .map(|r| {
+                    (
+                        r.group_id().unwrap().to_owned(),
+                        r.security_group_rule_id().unwrap().to_owned(),
+                        r.is_egress(),
+                        r.from_port(),
+                    )
+                })
                 .collect::<Vec<_>>()
         }
     };

@@ -97,7 +97,8 @@ impl Ec2Answers {
         let sub = |body: String| query(request, body);
         // The group's own item is needed only to answer lagging reads with it; the rules are
         // what the answer is made of. (Each is a moto call per change: the sweep's cost.)
-        let read_group = || async { first_item(&text(moto.forward(&sub(describe_group(&group))).await).await, "securityGroupInfo") };
+        let read_group =
+            || async { first_item(&text(moto.forward(&sub(describe_group(&group))).await).await, "securityGroupInfo") };
         let before_group = if lag.is_some() { read_group().await } else { None };
         let before_rules = items(&text(moto.forward(&sub(describe_rules(&group))).await).await, "securityGroupRuleSet");
 
@@ -109,13 +110,11 @@ impl Ec2Answers {
             && body.contains("<Code>InvalidPermission.NotFound</Code>")
             && action.starts_with("Revoke")
             && by_permission;
-        let in_default = not_found && {
-            let item = match &before_group {
-                Some(item) => Some(item.clone()),
-                None => read_group().await,
+        let in_default = not_found
+            && match before_group.as_deref() {
+                Some(item) => in_default_vpc(moto, request, Some(item)).await,
+                None => in_default_vpc(moto, request, read_group().await.as_deref()).await,
             };
-            in_default_vpc(moto, request, item.as_deref()).await
-        };
         if in_default {
             // A default VPC revokes what matches and answers the rest back. (moto's batch may
             // have revoked the permissions before the one it did not find: revoking those again
