@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_smithy_types::DateTime;
@@ -17,7 +17,7 @@ use futures_util::future::{self, Either};
 use futures_util::stream::{self, StreamExt};
 use tracing::{info, warn};
 
-use crate::aws::{Answered, AwsError, Ec2, ErrorKind, EvaluationRecord, Evaluations, RulesByGroup};
+use crate::aws::{Answered, AwsError, Ec2, ErrorKind, EvaluationRecord, Evaluations, GroupPage, RulesByGroup};
 use crate::evaluate::{describe_changes, evaluate, plan, truncate, Compliance, GroupState, Plan, COMPLIANT_ANNOTATION};
 use crate::event::{ApiCall, EventError, Invocation, Message, ResourceRef, SECURITY_GROUP};
 use crate::pace::{Pacer, Rate};
@@ -106,16 +106,47 @@ pub struct Handler<E, C> {
 
 /// What the invocation's deadline leaves: the last instant a change may start, and the instant
 /// by which unanswered calls and re-reads are given up so that every evaluation is reported.
+/// Both follow the evaluations still to report: a sweep reports as it goes ([`Tally`]), and
+/// each report sent gives the changes its reserve back.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Budget {
-    pub changes_until: Option<Instant>,
-    pub answer_by: Option<Instant>,
+pub struct Budget<'a> {
+    deadline: Option<Instant>,
+    /// Evaluations to report, when no tally counts them.
+    fixed: usize,
+    tally: Option<&'a Tally>,
 }
+
+/// A sweep's evaluations as it reads and reports them.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Groups read so far (each one evaluation).
+    read: AtomicUsize,
+    /// Held for pages not read yet: one page's worth while a next page exists.
+    pages_ahead: AtomicUsize,
+    /// Evaluations Config accepted.
+    sent: AtomicUsize,
+}
+
+impl Tally {
+    fn unreported(&self) -> usize {
+        let held = self.read.load(Ordering::Relaxed) + self.pages_ahead.load(Ordering::Relaxed);
+        held.saturating_sub(self.sent.load(Ordering::Relaxed))
+    }
+
+    fn page_read(&self, groups: usize, more: bool) {
+        self.read.fetch_add(groups, Ordering::Relaxed);
+        self.pages_ahead.store(if more { GROUPS_PER_PAGE } else { 0 }, Ordering::Relaxed);
+    }
+}
+
+/// DescribeSecurityGroups answers at most this many groups a page.
+const GROUPS_PER_PAGE: usize = 1000;
 
 /// Kept before the deadline for reporting: the answer reaching Lambda and one slow call.
 const REPORT_RESERVE: Duration = Duration::from_millis(300);
 /// Kept per PutEvaluations call (100 evaluations), made one after another: Config answers in
-/// tens of milliseconds; 100 ms leaves room for a retry. 5,000 groups: 5 s of a 60 s timeout.
+/// tens of milliseconds; 100 ms leaves room for a retry. 5,000 groups: 5 s of a 60 s timeout,
+/// less what a sweep has reported while it changed groups.
 const PER_REPORT: Duration = Duration::from_millis(100);
 /// Between the last change started and the reports: the changes in flight (at most
 /// [`CHANGES_IN_FLIGHT`], one round trip each, tens of milliseconds on AWS) finish, with room
@@ -124,21 +155,36 @@ const PER_REPORT: Duration = Duration::from_millis(100);
 /// quota refilled meanwhile is one change fewer for the next run.
 const DRAIN: Duration = Duration::from_millis(300);
 
-impl Budget {
+impl Budget<'static> {
     /// The budget of an invocation that reports `evaluations` evaluations before `deadline`.
     pub fn new(deadline: Option<Instant>, evaluations: usize) -> Self {
-        let Some(deadline) = deadline else { return Budget::default() };
-        let now = Instant::now();
-        let batches = u32::try_from(evaluations.div_ceil(EVALUATIONS_PER_CALL)).unwrap_or(u32::MAX);
+        Budget { deadline, fixed: evaluations, tally: None }
+    }
+}
+
+impl<'a> Budget<'a> {
+    /// The budget of a sweep whose evaluations `tally` counts.
+    pub fn counted(deadline: Option<Instant>, tally: &'a Tally) -> Self {
+        Budget { deadline, fixed: 0, tally: Some(tally) }
+    }
+
+    /// When unanswered calls and re-reads are given up; `None` without a deadline.
+    pub fn answer_by(&self) -> Option<Instant> {
+        let deadline = self.deadline?;
+        let unreported = self.tally.map_or(self.fixed, Tally::unreported);
+        let batches = u32::try_from(unreported.div_ceil(EVALUATIONS_PER_CALL)).unwrap_or(u32::MAX);
         let reserve = REPORT_RESERVE.saturating_add(PER_REPORT.saturating_mul(batches));
-        let answer_by = deadline.checked_sub(reserve).unwrap_or(now).max(now);
-        let changes_until = answer_by.checked_sub(DRAIN).unwrap_or(now).max(now);
-        Budget { changes_until: Some(changes_until), answer_by: Some(answer_by) }
+        Some(deadline.checked_sub(reserve).unwrap_or_else(Instant::now))
+    }
+
+    /// The last instant a change may start; `None` without a deadline.
+    pub fn changes_until(&self) -> Option<Instant> {
+        self.answer_by().map(|by| by.checked_sub(DRAIN).unwrap_or(by))
     }
 
     /// Time left until `answer_by`; `None` without a deadline.
     fn left(&self) -> Option<Duration> {
-        self.answer_by.map(|by| by.saturating_duration_since(Instant::now()))
+        self.answer_by().map(|by| by.saturating_duration_since(Instant::now()))
     }
 }
 
@@ -274,9 +320,12 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
         Ok(outcome)
     }
 
-    /// Evaluates every group of the region: reads them all (a page of 1,000 a call), then
-    /// changes the drifted ones while the deadline allows, then reports every group read, in
-    /// batches of 100. Reading first tells how many reports the margin must leave time for.
+    /// Evaluates every group of the region, read a page of 1,000 groups a call. The drifted
+    /// groups of the first page are changed while the other pages are read, those of the other
+    /// pages after; groups that need no change are reported once a hundred are ready, the
+    /// changed ones at the end: every group read is reported, in as many batches of 100 as at
+    /// the end. What is left to report is what the changes leave time for ([`Budget`]), so
+    /// a report sent early is time given back to the changes.
     async fn sweep(
         &self,
         time: DateTime,
@@ -286,56 +335,149 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
         outcome: &mut Outcome,
         deadline: Option<Instant>,
     ) -> Result<(), HandlerError> {
-        let mut next_token = None;
-        let mut groups = Vec::new();
-        let mut results = Vec::new();
-        let mut complete = false;
-        // Bounded: 1,000 groups per page; no region holds a million security groups.
-        for _ in 0..1000 {
-            let page = self
-                .ec2
-                .describe_groups_page(next_token)
-                .await
-                .map_err(|e| HandlerError::aws("(all groups of the region)", e))?;
-            for (group_id, err) in page.unreadable {
-                warn!("{err}");
-                if !group_id.is_empty() {
-                    results.push((
-                        group_id,
-                        Compliance::NonCompliant,
-                        truncate(format!("Not changed: {}", err.message)),
-                    ));
+        let tally = Tally::default();
+        let budget = Budget::counted(deadline, &tally);
+        let record = |(group_id, compliance, annotation): &Evaluated| EvaluationRecord {
+            compliance_resource_type: SECURITY_GROUP.to_owned(),
+            compliance_resource_id: group_id.clone(),
+            compliance_type: *compliance,
+            annotation: annotation.clone(),
+            ordering_timestamp: time,
+        };
+        // Every group read, in read order; `ready`: those whose result is final and not yet sent.
+        let mut results: Vec<Evaluated> = Vec::new();
+        let mut ready: Vec<usize> = Vec::new();
+        let mut report_failure = None;
+
+        let first = self.ec2.describe_groups_page(None).await.map_err(all_groups)?;
+        let next_token = first.next_token.clone();
+        let (first, more) = self.split(first, required, parameters, &mut results, &mut ready);
+        tally.page_read(results.len(), more);
+        // The other pages are read, evaluated and their unchanged groups reported (a hundred at
+        // a time) while the first page's drifted groups are changed.
+        let read_and_report = async {
+            let mut rest = Drifted::default();
+            let mut next_token = next_token;
+            for _ in 1..MAX_PAGES {
+                let Some(page_token) = next_token.take() else { break };
+                let page = self.ec2.describe_groups_page(Some(page_token)).await.map_err(all_groups)?;
+                next_token = page.next_token.clone();
+                let before = results.len();
+                let (drifted, more) = self.split(page, required, parameters, &mut results, &mut ready);
+                tally.page_read(results.len() - before, more);
+                rest.extend(drifted);
+                if report_failure.is_none() {
+                    let early: Vec<EvaluationRecord> =
+                        take_batches(&mut ready).iter().map(|i| record(&results[*i])).collect();
+                    if let Err(err) = self.report_batches(token, &early, &tally).await {
+                        report_failure = Some(err);
+                    }
                 }
             }
-            groups.extend(page.groups);
-            next_token = page.next_token;
-            if next_token.is_none() {
-                complete = true;
-                break;
+            match next_token {
+                None => Ok(rest),
+                Some(_) => Err(all_groups(AwsError::new(
+                    "DescribeSecurityGroups",
+                    ErrorKind::Other,
+                    "more than 1,000 pages of security groups",
+                ))),
             }
-        }
-        if !complete {
-            return Err(HandlerError::aws(
-                "(all groups of the region)",
-                AwsError::new("DescribeSecurityGroups", ErrorKind::Other, "more than 1,000 pages of security groups"),
-            ));
-        }
-        let budget = Budget::new(deadline, groups.len() + results.len());
-        results.extend(self.enforce_all(groups, None, required, parameters, outcome, budget).await?);
+        };
+        let (rest, changed) =
+            future::join(read_and_report, self.change_drifted(first, required, parameters, outcome, budget)).await;
+        let mut finished = place(&mut results, changed?);
+        let read_failure = match rest {
+            Ok(rest) => {
+                let changed = self.change_drifted(rest, required, parameters, outcome, budget).await?;
+                finished.extend(place(&mut results, changed));
+                None
+            }
+            Err(err) => Some(err),
+        };
+
         let later = results.iter().filter(|(_, _, a)| a.starts_with(NOT_YET)).count();
         if later > 0 {
             info!("{later} drifted groups left for the next evaluation: no time for their changes within EC2's request quota before the deadline");
         }
-        for (group_id, compliance, annotation) in results {
-            outcome.evaluations.push(EvaluationRecord {
-                compliance_resource_type: SECURITY_GROUP.to_owned(),
-                compliance_resource_id: group_id,
-                compliance_type: compliance,
-                annotation,
-                ordering_timestamp: time,
-            });
+        ready.extend(finished);
+        ready.sort_unstable();
+        outcome.evaluations = results.iter().map(record).collect();
+        if report_failure.is_none() {
+            let last: Vec<EvaluationRecord> = ready.iter().map(|i| record(&results[*i])).collect();
+            if let Err(err) = self.report_batches(token, &last, &tally).await {
+                report_failure = Some(err);
+            }
         }
-        self.report(token, &outcome.evaluations).await
+        match (read_failure, report_failure) {
+            (Some(err), _) | (None, Some(err)) => Err(err),
+            (None, None) => Ok(()),
+        }
+    }
+
+    /// Evaluates a page of groups into `results` (in order), putting the index of each group
+    /// whose result is final — no change needed, or unreadable and never changed — in `ready`.
+    /// Returns the drifted groups to change, and whether the page says more follow.
+    fn split(
+        &self,
+        page: GroupPage,
+        required: &[Rule],
+        parameters: &Parameters,
+        results: &mut Vec<Evaluated>,
+        ready: &mut Vec<usize>,
+    ) -> (Drifted, bool) {
+        let mut drifted = Drifted::default();
+        for (group_id, err) in page.unreadable {
+            warn!("{err}");
+            if !group_id.is_empty() {
+                ready.push(results.len());
+                results.push((group_id, Compliance::NonCompliant, truncate(format!("Not changed: {}", err.message))));
+            }
+        }
+        let (evaluated, changes) = self.evaluate_all(page.groups, required, parameters);
+        let offset = results.len();
+        let mut changes = changes.into_iter().peekable();
+        for (k, result) in evaluated.into_iter().enumerate() {
+            match changes.next_if(|(at, _)| *at == k) {
+                Some((_, group)) => {
+                    drifted.groups.push((drifted.results.len(), group));
+                    drifted.at.push(offset + k);
+                    drifted.results.push(result.clone());
+                }
+                None => ready.push(offset + k),
+            }
+            results.push(result);
+        }
+        (drifted, page.next_token.is_some())
+    }
+
+    /// Changes the drifted groups of a sweep: their final results, with where they belong.
+    async fn change_drifted(
+        &self,
+        drifted: Drifted,
+        required: &[Rule],
+        parameters: &Parameters,
+        outcome: &mut Outcome,
+        budget: Budget<'_>,
+    ) -> Result<Vec<(usize, Evaluated)>, HandlerError> {
+        if drifted.groups.is_empty() {
+            return Ok(Vec::new());
+        }
+        let results = self.change(drifted.results, drifted.groups, None, required, parameters, outcome, budget).await?;
+        Ok(drifted.at.into_iter().zip(results).collect())
+    }
+
+    /// Reports evaluations in batches of 100, counting each batch Config accepted.
+    async fn report_batches(
+        &self,
+        token: &str,
+        evaluations: &[EvaluationRecord],
+        tally: &Tally,
+    ) -> Result<(), HandlerError> {
+        for batch in evaluations.chunks(EVALUATIONS_PER_CALL) {
+            self.report(token, batch).await?;
+            tally.sent.fetch_add(batch.len(), Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// Reads one group and enforces the baseline on it.
@@ -345,7 +487,7 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
         required: &[Rule],
         parameters: &Parameters,
         outcome: &mut Outcome,
-        budget: Budget,
+        budget: Budget<'_>,
     ) -> Result<(Compliance, String), HandlerError> {
         // The rule ids are read at the same time as the group: one round trip, not two, when
         // the group needs a change. In report mode nothing changes and the ids are not needed.
@@ -394,9 +536,21 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
         required: &[Rule],
         parameters: &Parameters,
         outcome: &mut Outcome,
-        budget: Budget,
-    ) -> Result<Vec<(String, Compliance, String)>, HandlerError> {
-        let mut results: Vec<(String, Compliance, String)> = Vec::with_capacity(groups.len());
+        budget: Budget<'_>,
+    ) -> Result<Vec<Evaluated>, HandlerError> {
+        let (results, drifted) = self.evaluate_all(groups, required, parameters);
+        self.change(results, drifted, with_ids, required, parameters, outcome, budget).await
+    }
+
+    /// Evaluates groups read completely: one result per group, in order, and the drifted ones
+    /// with the index of their result.
+    fn evaluate_all(
+        &self,
+        groups: Vec<GroupState>,
+        required: &[Rule],
+        parameters: &Parameters,
+    ) -> (Vec<Evaluated>, Vec<(usize, GroupState)>) {
+        let mut results: Vec<Evaluated> = Vec::with_capacity(groups.len());
         let mut drifted = Vec::new();
         for group in groups {
             if parameters.debug {
@@ -413,6 +567,22 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
                 drifted.push((results.len() - 1, group));
             }
         }
+        (results, drifted)
+    }
+
+    /// Changes the drifted groups to the baseline (see [`Self::enforce_all`]); `results` holds
+    /// every group's result as evaluated, `drifted` the groups to change with their index there.
+    #[allow(clippy::too_many_arguments)]
+    async fn change(
+        &self,
+        mut results: Vec<Evaluated>,
+        drifted: Vec<(usize, GroupState)>,
+        with_ids: Option<Result<RulesByGroup, AwsError>>,
+        required: &[Rule],
+        parameters: &Parameters,
+        outcome: &mut Outcome,
+        budget: Budget<'_>,
+    ) -> Result<Vec<Evaluated>, HandlerError> {
         if drifted.is_empty() {
             return Ok(results);
         }
@@ -572,7 +742,7 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
         mut pending: Vec<(usize, String)>,
         required: &[Rule],
         results: &mut [(String, Compliance, String)],
-        budget: Budget,
+        budget: Budget<'_>,
     ) -> Result<(), HandlerError> {
         let mut wait = VERIFY_FIRST_WAIT;
         for attempt in 1..=VERIFY_READS {
@@ -649,7 +819,7 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
 
     /// Revokes the extra rules and authorizes the missing ones, at once: the two touch
     /// disjoint rules. Each is `None` when there was nothing to do.
-    async fn apply(&self, id: &str, changes: &Plan, budget: Budget) -> (Applied<ObservedRule>, Applied<Rule>) {
+    async fn apply(&self, id: &str, changes: &Plan, budget: Budget<'_>) -> (Applied<ObservedRule>, Applied<Rule>) {
         let revoke = async {
             if changes.revoke.is_empty() {
                 return None;
@@ -681,7 +851,7 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
     /// One change call, paced to EC2's quota for `api`, started only while the budget allows it
     /// and given up (as `OutOfTime`) when unanswered at `answer_by`. A call EC2 throttled through
     /// all of the SDK's retries is made again, paced from an empty bucket, while time remains.
-    async fn paced<T, F, Fut>(&self, api: &'static str, budget: Budget, call: F) -> Result<T, AwsError>
+    async fn paced<T, F, Fut>(&self, api: &'static str, budget: Budget<'_>, call: F) -> Result<T, AwsError>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, AwsError>>,
@@ -690,14 +860,14 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
         loop {
             let now = Instant::now();
             match &self.pacer {
-                Some(pacer) => match pacer.book(&[api], now, budget.changes_until) {
+                Some(pacer) => match pacer.book(&[api], now, budget.changes_until()) {
                     None => {
                         return Err(out_of_time("no token of EC2's request quota before the invocation's deadline"))
                     }
                     Some(wait) if !wait.is_zero() => self.ec2.pause(wait).await,
                     Some(_) => {}
                 },
-                None if budget.changes_until.is_some_and(|until| now >= until) => {
+                None if budget.changes_until().is_some_and(|until| now >= until) => {
                     return Err(out_of_time("not started: the invocation's deadline is near"))
                 }
                 None => {}
@@ -714,7 +884,7 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
                     if let Some(pacer) = &self.pacer {
                         pacer.drained(api, Instant::now());
                     }
-                    if budget.changes_until.is_none_or(|until| Instant::now() >= until) {
+                    if budget.changes_until().is_none_or(|until| Instant::now() >= until) {
                         return Err(err);
                     }
                     warn!("{err}; trying again once EC2's request quota allows");
@@ -815,4 +985,73 @@ fn denied(group_id: &str, err: AwsError) -> Result<(Compliance, String), Handler
         ));
     }
     Err(HandlerError::aws(group_id, err))
+}
+
+/// A group's result: its id, compliance and annotation.
+type Evaluated = (String, Compliance, String);
+
+/// DescribeSecurityGroups pages a sweep reads at most.
+const MAX_PAGES: usize = 1000;
+
+/// A sweep's drifted groups: each one's result as evaluated and its index among all results.
+#[derive(Default)]
+struct Drifted {
+    /// Index `k` of `results` and `groups` is the group at `at[k]` of the sweep's results.
+    at: Vec<usize>,
+    results: Vec<Evaluated>,
+    groups: Vec<(usize, GroupState)>,
+}
+
+impl Drifted {
+    fn extend(&mut self, more: Drifted) {
+        let offset = self.results.len();
+        self.at.extend(more.at);
+        self.results.extend(more.results);
+        self.groups.extend(more.groups.into_iter().map(|(k, group)| (offset + k, group)));
+    }
+}
+
+fn all_groups(err: AwsError) -> HandlerError {
+    HandlerError::aws("(all groups of the region)", err)
+}
+
+/// The whole hundreds of `ready` (in order), taken out of it.
+fn take_batches(ready: &mut Vec<usize>) -> Vec<usize> {
+    let whole = ready.len() / EVALUATIONS_PER_CALL * EVALUATIONS_PER_CALL;
+    ready.drain(..whole).collect()
+}
+
+/// Puts changed groups' final results in place; returns their indices.
+fn place(results: &mut [Evaluated], changed: Vec<(usize, Evaluated)>) -> Vec<usize> {
+    changed
+        .into_iter()
+        .map(|(at, result)| {
+            results[at] = result;
+            at
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sweeps_budget_keeps_time_for_what_is_left_to_report_and_gets_it_back_per_report() {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let kept = |budget: &Budget<'_>| budget.answer_by().map(|by| deadline - by);
+        let tally = Tally::default();
+        let budget = Budget::counted(Some(deadline), &tally);
+        // A first page of 1,000 with more to come: a page's worth is held for the next.
+        tally.page_read(1000, true);
+        assert_eq!(kept(&budget), Some(REPORT_RESERVE + PER_REPORT * 20));
+        tally.page_read(450, false);
+        assert_eq!(kept(&budget), Some(REPORT_RESERVE + PER_REPORT * 15));
+        tally.sent.fetch_add(1000, Ordering::Relaxed);
+        assert_eq!(kept(&budget), Some(REPORT_RESERVE + PER_REPORT * 5));
+        assert_eq!(budget.changes_until().zip(budget.answer_by()).map(|(c, a)| a - c), Some(DRAIN));
+        // One evaluation; no deadline, no limit.
+        assert_eq!(kept(&Budget::new(Some(deadline), 1)), Some(REPORT_RESERVE + PER_REPORT));
+        assert_eq!(Budget::new(None, 1).changes_until(), None);
+    }
 }

@@ -504,3 +504,111 @@ async fn a_changed_group_that_reads_back_unreadable_is_not_verified_rather_than_
     assert_eq!(e.compliance_type, Compliance::NonCompliant);
     assert!(e.annotation.starts_with("Not verified: "), "{}", e.annotation);
 }
+
+/// The fakes behind a round trip of `ms` milliseconds, logging every call in one sequence.
+struct Timed<T> {
+    inner: T,
+    ms: u64,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl<T> Timed<T> {
+    async fn trip(&self, op: &str) {
+        tokio::time::sleep(std::time::Duration::from_millis(self.ms)).await;
+        self.log.lock().unwrap().push(op.to_owned());
+    }
+}
+
+impl sg_function::aws::Ec2 for Timed<FakeEc2> {
+    async fn describe_groups(&self, ids: &[String]) -> Result<sg_function::aws::GroupPage, sg_function::aws::AwsError> {
+        self.trip("DescribeSecurityGroups").await;
+        self.inner.describe_groups(ids).await
+    }
+    async fn describe_groups_page(
+        &self,
+        next: Option<String>,
+    ) -> Result<sg_function::aws::GroupPage, sg_function::aws::AwsError> {
+        self.trip("DescribeSecurityGroups").await;
+        self.inner.describe_groups_page(next).await
+    }
+    async fn ingress_rules_of(
+        &self,
+        ids: &[String],
+    ) -> Result<sg_function::aws::RulesByGroup, sg_function::aws::AwsError> {
+        self.trip("DescribeSecurityGroupRules").await;
+        self.inner.ingress_rules_of(ids).await
+    }
+    async fn revoke(
+        &self,
+        id: &str,
+        rules: &[sg_function::rules::ObservedRule],
+    ) -> Result<sg_function::aws::Answered<sg_function::rules::ObservedRule>, sg_function::aws::AwsError> {
+        self.trip("RevokeSecurityGroupIngress").await;
+        self.inner.revoke(id, rules).await
+    }
+    async fn authorize(
+        &self,
+        id: &str,
+        rules: &[sg_function::rules::Rule],
+    ) -> Result<sg_function::aws::Answered<sg_function::rules::Rule>, sg_function::aws::AwsError> {
+        self.trip("AuthorizeSecurityGroupIngress").await;
+        self.inner.authorize(id, rules).await
+    }
+    async fn group_ids_named(&self, names: &[String]) -> Result<Vec<String>, sg_function::aws::AwsError> {
+        self.trip("DescribeSecurityGroups").await;
+        self.inner.group_ids_named(names).await
+    }
+    async fn pause(&self, duration: std::time::Duration) {
+        self.inner.pause(duration).await
+    }
+}
+
+impl sg_function::aws::Evaluations for Timed<FakeConfig> {
+    async fn put_evaluations(
+        &self,
+        token: &str,
+        evaluations: &[EvaluationRecord],
+    ) -> Result<usize, sg_function::aws::AwsError> {
+        self.trip("PutEvaluations").await;
+        self.inner.put_evaluations(token, evaluations).await
+    }
+}
+
+#[tokio::test]
+async fn a_sweep_changes_the_first_page_while_it_reads_the_rest_and_reports_the_unchanged_groups_meanwhile() {
+    // Three pages of 100: the first holds the drifted groups, all three compliant ones.
+    let mut ec2 = FakeEc2 { page_size: 100, ..FakeEc2::default() };
+    for i in 0..300 {
+        let rules: &[&str] = if i < 12 {
+            &["tcp/22@0.0.0.0/0", "tcp/80@0.0.0.0/0", "tcp/443@0.0.0.0/0"]
+        } else {
+            &["tcp/80@0.0.0.0/0", "tcp/443@0.0.0.0/0"]
+        };
+        ec2 = ec2.with_group(&format!("sg-{i:017}"), rules);
+    }
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let ec2 = Timed { inner: ec2, ms: 20, log: log.clone() };
+    let config = Timed { inner: FakeConfig::default(), ms: 20, log: log.clone() };
+    let h = Handler::new(ec2, config).unwrap();
+    let outcome = h.handle(fixture!("scheduled-notification.json")).await.unwrap();
+    let log = log.lock().unwrap().clone();
+    let first = |op: &str| log.iter().position(|c| c == op).unwrap();
+    let last = |op: &str| log.iter().rposition(|c| c == op).unwrap();
+    // 12 revokes, four at a time, 20 ms each: they begin before the third page is read, and
+    // groups that needed nothing are reported before the last revoke.
+    assert!(first("RevokeSecurityGroupIngress") < last("DescribeSecurityGroups"), "{log:?}");
+    assert!(first("PutEvaluations") < last("RevokeSecurityGroupIngress"), "{log:?}");
+    // Every group reported once, in as many calls as 300 evaluations need, each one's result final.
+    let puts = h.config().inner.puts();
+    assert_eq!(puts.iter().map(|(_, e)| e.len()).collect::<Vec<_>>(), [100, 100, 100]);
+    let reported: BTreeMap<String, Compliance> = puts
+        .iter()
+        .flat_map(|(_, e)| e.iter().map(|e| (e.compliance_resource_id.clone(), e.compliance_type)))
+        .collect();
+    assert_eq!(reported.len(), 300);
+    assert_eq!(reported.values().filter(|c| **c == Compliance::NonCompliant).count(), 12);
+    assert_eq!(outcome.evaluations.len(), 300);
+    assert_eq!(outcome.evaluations[0].compliance_resource_id, "sg-00000000000000000", "in read order");
+    assert_eq!(outcome.revoked.len(), 12);
+    assert_eq!(h.ec2().inner.rules_of("sg-00000000000000011"), ["tcp/443@0.0.0.0/0", "tcp/80@0.0.0.0/0"]);
+}
