@@ -9,10 +9,11 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_smithy_types::DateTime;
+use futures_channel::mpsc;
 use futures_util::future::{self, Either};
 use futures_util::stream::{self, StreamExt};
 use tracing::{info, warn};
@@ -116,18 +117,56 @@ pub struct Budget<'a> {
     tally: Option<&'a Tally>,
 }
 
-/// A sweep's evaluations as it reads and reports them.
-#[derive(Debug, Default)]
+/// A sweep's evaluations as it reads and reports them, and when its work happened (for the
+/// line that closes its log: where the time of a run went).
+#[derive(Debug)]
 pub struct Tally {
+    begun: Instant,
     /// Groups read so far (each one evaluation).
     read: AtomicUsize,
     /// Held for pages not read yet: one page's worth while a next page exists.
     pages_ahead: AtomicUsize,
     /// Evaluations Config accepted.
     sent: AtomicUsize,
+    pages: AtomicUsize,
+    /// Milliseconds since `begun`: the last page read, the first and last change call made,
+    /// the first change given up for want of time, the last report accepted.
+    last_read: AtomicU64,
+    first_change: AtomicU64,
+    last_change: AtomicU64,
+    out_of_time: AtomicU64,
+    last_report: AtomicU64,
+    changes: AtomicUsize,
+    reports: AtomicUsize,
 }
 
+impl Default for Tally {
+    fn default() -> Self {
+        Tally::new(Instant::now())
+    }
+}
+
+/// Not yet happened, in a [`Tally`]'s instants.
+const NEVER: u64 = u64::MAX;
+
 impl Tally {
+    fn new(begun: Instant) -> Self {
+        Tally {
+            begun,
+            read: AtomicUsize::new(0),
+            pages_ahead: AtomicUsize::new(0),
+            sent: AtomicUsize::new(0),
+            pages: AtomicUsize::new(0),
+            last_read: AtomicU64::new(NEVER),
+            first_change: AtomicU64::new(NEVER),
+            last_change: AtomicU64::new(NEVER),
+            out_of_time: AtomicU64::new(NEVER),
+            last_report: AtomicU64::new(NEVER),
+            changes: AtomicUsize::new(0),
+            reports: AtomicUsize::new(0),
+        }
+    }
+
     fn unreported(&self) -> usize {
         let held = self.read.load(Ordering::Relaxed) + self.pages_ahead.load(Ordering::Relaxed);
         held.saturating_sub(self.sent.load(Ordering::Relaxed))
@@ -136,6 +175,59 @@ impl Tally {
     fn page_read(&self, groups: usize, more: bool) {
         self.read.fetch_add(groups, Ordering::Relaxed);
         self.pages_ahead.store(if more { GROUPS_PER_PAGE } else { 0 }, Ordering::Relaxed);
+        self.pages.fetch_add(1, Ordering::Relaxed);
+        self.last_read.store(self.now(), Ordering::Relaxed);
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.begun.elapsed().as_millis()).unwrap_or(NEVER - 1)
+    }
+
+    fn change_started(&self) {
+        let now = self.now();
+        self.changes.fetch_add(1, Ordering::Relaxed);
+        self.first_change.fetch_min(now, Ordering::Relaxed);
+        self.last_change.store(now, Ordering::Relaxed);
+    }
+
+    fn ran_out_of_time(&self) {
+        self.out_of_time.fetch_min(self.now(), Ordering::Relaxed);
+    }
+
+    fn reported(&self, evaluations: usize) {
+        self.sent.fetch_add(evaluations, Ordering::Relaxed);
+        self.reports.fetch_add(1, Ordering::Relaxed);
+        self.last_report.store(self.now(), Ordering::Relaxed);
+    }
+
+    /// One line: where a sweep's time went, and what the deadline left of it.
+    fn summary(&self, deadline: Option<Instant>) -> String {
+        let at = |ms: &AtomicU64| match ms.load(Ordering::Relaxed) {
+            NEVER => "never".to_owned(),
+            ms => format!("{:.1} s", ms as f64 / 1000.0),
+        };
+        let left = match deadline {
+            Some(deadline) => {
+                format!(
+                    "; {:.1} s left before the deadline",
+                    deadline.saturating_duration_since(Instant::now()).as_secs_f64()
+                )
+            }
+            None => String::new(),
+        };
+        format!(
+            "sweep: {} groups in {} pages, the last read at {}; {} change calls, the first at {}, the last at {}; first change given up for time at {}; {} evaluations in {} PutEvaluations calls, the last at {}{left}",
+            self.read.load(Ordering::Relaxed),
+            self.pages.load(Ordering::Relaxed),
+            at(&self.last_read),
+            self.changes.load(Ordering::Relaxed),
+            at(&self.first_change),
+            at(&self.last_change),
+            at(&self.out_of_time),
+            self.sent.load(Ordering::Relaxed),
+            self.reports.load(Ordering::Relaxed),
+            at(&self.last_report),
+        )
     }
 }
 
@@ -185,6 +277,20 @@ impl<'a> Budget<'a> {
     /// Time left until `answer_by`; `None` without a deadline.
     fn left(&self) -> Option<Duration> {
         self.answer_by().map(|by| by.saturating_duration_since(Instant::now()))
+    }
+
+    /// A change call is made now.
+    fn change_started(&self) {
+        if let Some(tally) = self.tally {
+            tally.change_started();
+        }
+    }
+
+    /// A change was given up for want of time.
+    fn ran_out_of_time(&self) {
+        if let Some(tally) = self.tally {
+            tally.ran_out_of_time();
+        }
     }
 }
 
@@ -353,10 +459,13 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
         let next_token = first.next_token.clone();
         let (first, more) = self.split(first, required, parameters, &mut results, &mut ready);
         tally.page_read(results.len(), more);
-        // The other pages are read, evaluated and their unchanged groups reported (a hundred at
-        // a time) while the first page's drifted groups are changed.
+        // Each page's drifted groups are changed while the pages after it are read, evaluated
+        // and their unchanged groups reported (a hundred at a time): the changes wait for no
+        // page but their own, and EC2's quota refills into changes rather than into a full bucket.
+        let (pages, drifted_pages) = mpsc::unbounded::<Drifted>();
         let read_and_report = async {
-            let mut rest = Drifted::default();
+            // Moved in: the changes end once the last page read is sent, or a read failed.
+            let pages = pages;
             let mut next_token = next_token;
             for _ in 1..MAX_PAGES {
                 let Some(page_token) = next_token.take() else { break };
@@ -365,7 +474,10 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
                 let before = results.len();
                 let (drifted, more) = self.split(page, required, parameters, &mut results, &mut ready);
                 tally.page_read(results.len() - before, more);
-                rest.extend(drifted);
+                if !drifted.groups.is_empty() {
+                    // Refused only when the changes already ended on an error, which the sweep returns.
+                    let _ = pages.unbounded_send(drifted);
+                }
                 if report_failure.is_none() {
                     let early: Vec<EvaluationRecord> =
                         take_batches(&mut ready).iter().map(|i| record(&results[*i])).collect();
@@ -375,7 +487,7 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
                 }
             }
             match next_token {
-                None => Ok(rest),
+                None => Ok(()),
                 Some(_) => Err(all_groups(AwsError::new(
                     "DescribeSecurityGroups",
                     ErrorKind::Other,
@@ -383,17 +495,17 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
                 ))),
             }
         };
-        let (rest, changed) =
-            future::join(read_and_report, self.change_drifted(first, required, parameters, outcome, budget)).await;
-        let mut finished = place(&mut results, changed?);
-        let read_failure = match rest {
-            Ok(rest) => {
-                let changed = self.change_drifted(rest, required, parameters, outcome, budget).await?;
-                finished.extend(place(&mut results, changed));
-                None
+        let change_pages = async {
+            let mut finished = Vec::new();
+            let mut drifted = stream::iter([first]).chain(drifted_pages);
+            while let Some(page) = drifted.next().await {
+                finished.extend(self.change_drifted(page, required, parameters, outcome, budget).await?);
             }
-            Err(err) => Some(err),
+            Ok::<_, HandlerError>(finished)
         };
+        let (read, changed) = future::join(read_and_report, change_pages).await;
+        let finished = place(&mut results, changed?);
+        let read_failure = read.err();
 
         let later = results.iter().filter(|(_, _, a)| a.starts_with(NOT_YET)).count();
         if later > 0 {
@@ -408,6 +520,7 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
                 report_failure = Some(err);
             }
         }
+        info!("{}", tally.summary(deadline));
         match (read_failure, report_failure) {
             (Some(err), _) | (None, Some(err)) => Err(err),
             (None, None) => Ok(()),
@@ -475,7 +588,7 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
     ) -> Result<(), HandlerError> {
         for batch in evaluations.chunks(EVALUATIONS_PER_CALL) {
             self.report(token, batch).await?;
-            tally.sent.fetch_add(batch.len(), Ordering::Relaxed);
+            tally.reported(batch.len());
         }
         Ok(())
     }
@@ -856,7 +969,10 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, AwsError>>,
     {
-        let out_of_time = |why: &str| AwsError::new(api, ErrorKind::OutOfTime, why);
+        let out_of_time = |why: &str| {
+            budget.ran_out_of_time();
+            AwsError::new(api, ErrorKind::OutOfTime, why)
+        };
         loop {
             let now = Instant::now();
             match &self.pacer {
@@ -872,6 +988,7 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
                 }
                 None => {}
             }
+            budget.change_started();
             let result = match budget.left() {
                 None => call().await,
                 Some(left) => match future::select(pin!(call()), pin!(self.ec2.pause(left))).await {
@@ -993,22 +1110,13 @@ type Evaluated = (String, Compliance, String);
 /// DescribeSecurityGroups pages a sweep reads at most.
 const MAX_PAGES: usize = 1000;
 
-/// A sweep's drifted groups: each one's result as evaluated and its index among all results.
+/// A page's drifted groups: each one's result as evaluated and its index among all results.
 #[derive(Default)]
 struct Drifted {
     /// Index `k` of `results` and `groups` is the group at `at[k]` of the sweep's results.
     at: Vec<usize>,
     results: Vec<Evaluated>,
     groups: Vec<(usize, GroupState)>,
-}
-
-impl Drifted {
-    fn extend(&mut self, more: Drifted) {
-        let offset = self.results.len();
-        self.at.extend(more.at);
-        self.results.extend(more.results);
-        self.groups.extend(more.groups.into_iter().map(|(k, group)| (offset + k, group)));
-    }
 }
 
 fn all_groups(err: AwsError) -> HandlerError {
@@ -1047,11 +1155,38 @@ mod tests {
         assert_eq!(kept(&budget), Some(REPORT_RESERVE + PER_REPORT * 20));
         tally.page_read(450, false);
         assert_eq!(kept(&budget), Some(REPORT_RESERVE + PER_REPORT * 15));
-        tally.sent.fetch_add(1000, Ordering::Relaxed);
+        for _ in 0..10 {
+            tally.reported(100);
+        }
         assert_eq!(kept(&budget), Some(REPORT_RESERVE + PER_REPORT * 5));
         assert_eq!(budget.changes_until().zip(budget.answer_by()).map(|(c, a)| a - c), Some(DRAIN));
         // One evaluation; no deadline, no limit.
         assert_eq!(kept(&Budget::new(Some(deadline), 1)), Some(REPORT_RESERVE + PER_REPORT));
         assert_eq!(Budget::new(None, 1).changes_until(), None);
+    }
+
+    #[test]
+    fn a_sweeps_closing_line_says_where_its_time_went() {
+        let tally = Tally::new(Instant::now());
+        assert!(tally.summary(None).contains("0 change calls, the first at never"), "{}", tally.summary(None));
+        tally.page_read(1000, true);
+        tally.page_read(5, false);
+        tally.change_started();
+        tally.change_started();
+        tally.reported(100);
+        let line = tally.summary(Some(Instant::now() + Duration::from_secs(10)));
+        assert!(
+            line.starts_with(
+                "sweep: 1005 groups in 2 pages, the last read at 0.0 s; 2 change calls, the first at 0.0 s"
+            ),
+            "{line}"
+        );
+        assert!(
+            line.contains("first change given up for time at never; 100 evaluations in 1 PutEvaluations calls"),
+            "{line}"
+        );
+        assert!(line.ends_with(" s left before the deadline"), "{line}");
+        tally.ran_out_of_time();
+        assert!(!tally.summary(None).contains("given up for time at never"));
     }
 }

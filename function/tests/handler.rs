@@ -574,6 +574,38 @@ impl sg_function::aws::Evaluations for Timed<FakeConfig> {
     }
 }
 
+/// A page's drifted groups are changed as soon as their page is read, not once every page is:
+/// a run whose drift sits past the first page spends no time with EC2's bucket full and idle.
+#[tokio::test]
+async fn a_sweep_changes_each_page_while_it_reads_the_next() {
+    // Three pages of 100: only the second holds drifted groups.
+    let mut ec2 = FakeEc2 { page_size: 100, ..FakeEc2::default() };
+    for i in 0..300 {
+        let rules: &[&str] = if (100..108).contains(&i) {
+            &["tcp/22@0.0.0.0/0", "tcp/80@0.0.0.0/0", "tcp/443@0.0.0.0/0"]
+        } else {
+            &["tcp/80@0.0.0.0/0", "tcp/443@0.0.0.0/0"]
+        };
+        ec2 = ec2.with_group(&format!("sg-{i:017}"), rules);
+    }
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let ec2 = Timed { inner: ec2, ms: 20, log: log.clone() };
+    let config = Timed { inner: FakeConfig::default(), ms: 20, log: log.clone() };
+    let h = Handler::new(ec2, config).unwrap();
+    let outcome = h.handle(fixture!("scheduled-notification.json")).await.unwrap();
+    let log = log.lock().unwrap().clone();
+    let describes: Vec<usize> =
+        log.iter().enumerate().filter(|(_, c)| *c == "DescribeSecurityGroups").map(|(k, _)| k).collect();
+    let first_revoke = log.iter().position(|c| c == "RevokeSecurityGroupIngress").unwrap();
+    assert_eq!(describes.len(), 3, "{log:?}");
+    assert!(describes[1] < first_revoke && first_revoke < describes[2], "{log:?}");
+    assert_eq!(outcome.revoked.len(), 8);
+    assert_eq!(outcome.evaluations.len(), 300);
+    let puts = h.config().inner.puts();
+    assert_eq!(puts.iter().map(|(_, e)| e.len()).sum::<usize>(), 300);
+    assert_eq!(h.ec2().inner.rules_of("sg-00000000000000107"), ["tcp/443@0.0.0.0/0", "tcp/80@0.0.0.0/0"]);
+}
+
 #[tokio::test]
 async fn a_sweep_changes_the_first_page_while_it_reads_the_rest_and_reports_the_unchanged_groups_meanwhile() {
     // Three pages of 100: the first holds the drifted groups, all three compliant ones.
