@@ -764,6 +764,18 @@ def reports_of(aws, fn):
     return events or []
 
 
+def sweep_lines(aws, fn):
+    """The closing line of each sweep the function logged (`sweep: … groups in … pages …`)."""
+    events = _quiet(lambda: aws.front.logs.filter_log_events(
+        logGroupName=f"/aws/lambda/bench-{fn}", filterPattern="sweep")["events"]) or []
+    lines = []
+    for event in events:
+        at = event["message"].find("sweep: ")
+        if at >= 0:
+            lines.append(event["message"][at:].strip())
+    return lines
+
+
 def sweep_run(args, aws, fn, rule, what):
     """One StartConfigRulesEvaluation, until the rule's status shows the invocation's end:
     {wall s, failed (error code and message or None), ms (REPORT duration + init, or None)}."""
@@ -886,6 +898,7 @@ def bench_quota(args, ctx, results):
         if not shown.get("ec2Quotas"):
             raise Failure(f"the local AWS did not turn EC2's quotas on: {shown}")
         runs = []
+        swept = 0
         for k in range(1, args.quota_max_runs + 1):
             if k > 1:
                 # Config starts a periodic rule's evaluations at most once per
@@ -906,9 +919,15 @@ def bench_quota(args, ctx, results):
                    "revoke": calls.get("ec2:RevokeSecurityGroupIngress", 0),
                    "authorize": calls.get("ec2:AuthorizeSecurityGroupIngress", 0), "left": left}
             runs.append(run)
+            # The function's own account of the run: where its time went (read, changes, reports).
+            lines = sweep_lines(aws, "rust")
+            run["timeline"] = lines[-1] if len(lines) > swept else None
+            swept = len(lines)
             log(f"  run {k}: {run['wall']:.1f} s wall, {run['ms'] / 1000:.1f} s REPORT, {run['reported']} groups "
                 f"reported, {run['revoke']} revoke + {run['authorize']} authorize calls, {left} groups left"
                 + (f", failed: {run['failed'][:200]}" if run["failed"] else ""))
+            if run["timeline"]:
+                log(f"    {run['timeline']}")
             if left == 0:
                 break
         allowance = quota_allowance(args.quota_percent, deadline)
