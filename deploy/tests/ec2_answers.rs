@@ -147,3 +147,53 @@ async fn a_rule_listing_by_group_answers_what_the_region_wide_one_holds_for_thos
     let log = std::fs::read_to_string(dir.join("moto.log")).unwrap();
     assert!(log.contains("DescribeSecurityGroupRules by group id reads only the named groups"), "{log}");
 }
+
+/// Security-group reads answer in pages of `MaxResults` with a `NextToken`, as AWS does (moto
+/// answers everything at once): the function's paging is exercised, and a sweep of more than
+/// 1,000 groups reads them a page at a time (`localaws/src/moto/server.py`).
+#[tokio::test(flavor = "multi_thread")]
+async fn security_group_reads_answer_in_pages_of_max_results() {
+    use aws_sdk_ec2::error::ProvideErrorMetadata;
+    let (local, dir) = start("pages", Default::default()).await;
+    let ec2 = aws_sdk_ec2::Client::new(&testkit::sdk_config(&local.endpoint).await);
+    for k in 0..11 {
+        ec2.create_security_group().group_name(format!("paged-{k}")).description("d").send().await.unwrap();
+    }
+    let ids = |out: &aws_sdk_ec2::operation::describe_security_groups::DescribeSecurityGroupsOutput| {
+        out.security_groups().iter().map(|g| g.group_id().unwrap().to_owned()).collect::<Vec<_>>()
+    };
+    // Without MaxResults: every group at once (the default group too), and no token.
+    let all = ec2.describe_security_groups().send().await.unwrap();
+    assert_eq!(all.security_groups().len(), 12);
+    assert_eq!(all.next_token(), None);
+    // With it: pages of 5, 5 and 2, together the same groups in the same order.
+    let mut paged = Vec::new();
+    let mut sizes = Vec::new();
+    let mut token = None;
+    loop {
+        let out = ec2.describe_security_groups().max_results(5).set_next_token(token).send().await.unwrap();
+        sizes.push(out.security_groups().len());
+        paged.extend(ids(&out));
+        token = out.next_token().map(str::to_owned);
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(sizes, [5, 5, 2]);
+    assert_eq!(paged, ids(&all));
+    // The rule listing pages too: 12 default egress rules.
+    let rules = ec2.describe_security_group_rules().max_results(5).send().await.unwrap();
+    assert_eq!(rules.security_group_rules().len(), 5);
+    assert!(rules.next_token().is_some());
+    // Out of AWS's range, and a token never handed out: refused as AWS refuses them.
+    let big = ec2.describe_security_groups().max_results(1001).send().await.expect_err("1001 is over the limit");
+    assert_eq!(big.code(), Some("InvalidParameterValue"), "{big:?}");
+    let forged =
+        ec2.describe_security_groups().max_results(5).next_token("forged").send().await.expect_err("a forged token");
+    assert_eq!(forged.code(), Some("InvalidNextToken"), "{forged:?}");
+    let log = std::fs::read_to_string(dir.join("moto.log")).unwrap();
+    assert!(
+        log.contains("DescribeSecurityGroups and DescribeSecurityGroupRules answer in pages of MaxResults"),
+        "{log}"
+    );
+}

@@ -9,10 +9,20 @@ Started by the local AWS (localaws/src/moto/mod.rs) with the interpreter moto is
   group's work. Here only the named groups' rules are copied; the same filters then decide, in
   moto's own order (VPC, group, egress before ingress), so the answer is moto's to the byte.
 
+- DescribeSecurityGroups and DescribeSecurityGroupRules with `MaxResults` or `NextToken`: moto
+  5.2.1 ignores both and answers everything at once, so a client's paging is never exercised.
+  AWS answers at most `MaxResults` items (5 to 1000; outside that range `InvalidParameterValue`)
+  and a `NextToken` for the rest (EC2 API reference, DescribeSecurityGroups and
+  DescribeSecurityGroupRules, "MaxResults"; "Pagination" in the EC2 developer guide). Here the
+  pages are cut from moto's own answer, in its order; a token this server did not hand out is
+  `InvalidNextToken`, as moto answers elsewhere. Without either parameter all items are
+  returned, as on AWS.
+
 Anything else, or a moto whose backend lacks the method, runs moto unchanged. Either way a line
 on stderr (moto.log) says which.
 """
 
+import base64
 import copy
 import itertools
 import sys
@@ -21,6 +31,7 @@ from moto.server import main
 
 # Written to moto.log when the read is patched (the local AWS's tests look for it).
 PATCHED = "DescribeSecurityGroupRules by group id reads only the named groups"
+PAGED = "DescribeSecurityGroups and DescribeSecurityGroupRules answer in pages of MaxResults"
 
 try:
     from moto.ec2.models.security_groups import SecurityGroupBackend
@@ -55,5 +66,55 @@ try:
     print(f"localaws: {PATCHED}", file=sys.stderr, flush=True)
 except (ImportError, AttributeError) as err:
     print(f"localaws: moto's DescribeSecurityGroupRules left as it is ({err})", file=sys.stderr)
+
+
+def paged(answer, key, operation):
+    """`answer` (moto's response method) cut into pages of MaxResults, as AWS answers them."""
+
+    def method(self):
+        from moto.core.responses import ActionResult
+        from moto.ec2.exceptions import EC2ClientError, InvalidNextToken
+
+        size, token = self._get_param("MaxResults"), self._get_param("NextToken")
+        if size is None and token is None:
+            return answer(self)
+        try:
+            size = int(size) if size is not None else 1000
+        except ValueError:
+            size = 0
+        if not 5 <= size <= 1000:
+            raise EC2ClientError(
+                "InvalidParameterValue",
+                f"Value ( {self._get_param('MaxResults')} ) for parameter maxResults is invalid. "
+                "Parameter must be between 5 and 1000.",
+            )
+        start = 0
+        if token is not None:
+            try:
+                prefix, _, offset = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
+                start = int(offset)
+                if prefix != operation or start < 0:
+                    raise ValueError(token)
+            except ValueError:
+                raise InvalidNextToken(token) from None
+        items = answer(self).result[key]
+        result = {key: items[start:start + size]}
+        if start + size < len(items):
+            result["NextToken"] = base64.urlsafe_b64encode(f"{operation}:{start + size}".encode()).decode()
+        return ActionResult(result)
+
+    return method
+
+
+try:
+    from moto.ec2.responses.security_groups import SecurityGroups
+
+    SecurityGroups.describe_security_groups = paged(
+        SecurityGroups.describe_security_groups, "SecurityGroups", "DescribeSecurityGroups")
+    SecurityGroups.describe_security_group_rules = paged(
+        SecurityGroups.describe_security_group_rules, "SecurityGroupRules", "DescribeSecurityGroupRules")
+    print(f"localaws: {PAGED}", file=sys.stderr, flush=True)
+except (ImportError, AttributeError) as err:
+    print(f"localaws: moto's security-group reads answer in one page ({err})", file=sys.stderr)
 
 main()
