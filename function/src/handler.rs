@@ -468,6 +468,14 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
             let pages = pages;
             let mut next_token = next_token;
             for _ in 1..MAX_PAGES {
+                // What the last page read holds that needs no change, while its drift is changed.
+                if report_failure.is_none() {
+                    let early: Vec<EvaluationRecord> =
+                        take_batches(&mut ready).iter().map(|i| record(&results[*i])).collect();
+                    if let Err(err) = self.report_batches(token, &early, &tally).await {
+                        report_failure = Some(err);
+                    }
+                }
                 let Some(page_token) = next_token.take() else { break };
                 let page = self.ec2.describe_groups_page(Some(page_token)).await.map_err(all_groups)?;
                 next_token = page.next_token.clone();
@@ -477,13 +485,6 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
                 if !drifted.groups.is_empty() {
                     // Refused only when the changes already ended on an error, which the sweep returns.
                     let _ = pages.unbounded_send(drifted);
-                }
-                if report_failure.is_none() {
-                    let early: Vec<EvaluationRecord> =
-                        take_batches(&mut ready).iter().map(|i| record(&results[*i])).collect();
-                    if let Err(err) = self.report_batches(token, &early, &tally).await {
-                        report_failure = Some(err);
-                    }
                 }
             }
             match next_token {

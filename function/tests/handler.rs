@@ -578,9 +578,9 @@ impl sg_function::aws::Evaluations for Timed<FakeConfig> {
 /// a run whose drift sits past the first page spends no time with EC2's bucket full and idle.
 #[tokio::test]
 async fn a_sweep_changes_each_page_while_it_reads_the_next() {
-    // Three pages of 100: only the second holds drifted groups.
+    // Four pages of 100: only the second holds drifted groups.
     let mut ec2 = FakeEc2 { page_size: 100, ..FakeEc2::default() };
-    for i in 0..300 {
+    for i in 0..400 {
         let rules: &[&str] = if (100..108).contains(&i) {
             &["tcp/22@0.0.0.0/0", "tcp/80@0.0.0.0/0", "tcp/443@0.0.0.0/0"]
         } else {
@@ -597,13 +597,42 @@ async fn a_sweep_changes_each_page_while_it_reads_the_next() {
     let describes: Vec<usize> =
         log.iter().enumerate().filter(|(_, c)| *c == "DescribeSecurityGroups").map(|(k, _)| k).collect();
     let first_revoke = log.iter().position(|c| c == "RevokeSecurityGroupIngress").unwrap();
-    assert_eq!(describes.len(), 3, "{log:?}");
-    assert!(describes[1] < first_revoke && first_revoke < describes[2], "{log:?}");
+    assert_eq!(describes.len(), 4, "{log:?}");
+    // Changed once the second page is read, before the last one is (20 ms a call).
+    assert!(describes[1] < first_revoke && first_revoke < describes[3], "{log:?}");
     assert_eq!(outcome.revoked.len(), 8);
-    assert_eq!(outcome.evaluations.len(), 300);
+    assert_eq!(outcome.evaluations.len(), 400);
     let puts = h.config().inner.puts();
-    assert_eq!(puts.iter().map(|(_, e)| e.len()).sum::<usize>(), 300);
+    assert_eq!(puts.iter().map(|(_, e)| e.len()).sum::<usize>(), 400);
     assert_eq!(h.ec2().inner.rules_of("sg-00000000000000107"), ["tcp/443@0.0.0.0/0", "tcp/80@0.0.0.0/0"]);
+}
+
+/// A region of one page reports the groups that need nothing while it changes the drifted ones:
+/// what is left to report at the end, and so the time kept for it, is the drift alone.
+#[tokio::test]
+async fn a_one_page_sweep_reports_its_unchanged_groups_while_it_changes_the_rest() {
+    let mut ec2 = FakeEc2 { page_size: 1000, ..FakeEc2::default() };
+    for i in 0..250 {
+        let rules: &[&str] = if i % 25 == 0 {
+            &["tcp/22@0.0.0.0/0", "tcp/80@0.0.0.0/0", "tcp/443@0.0.0.0/0"]
+        } else {
+            &["tcp/80@0.0.0.0/0", "tcp/443@0.0.0.0/0"]
+        };
+        ec2 = ec2.with_group(&format!("sg-{i:017}"), rules);
+    }
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let ec2 = Timed { inner: ec2, ms: 20, log: log.clone() };
+    let config = Timed { inner: FakeConfig::default(), ms: 20, log: log.clone() };
+    let h = Handler::new(ec2, config).unwrap();
+    h.handle(fixture!("scheduled-notification.json")).await.unwrap();
+    let log = log.lock().unwrap().clone();
+    assert_eq!(log.iter().filter(|c| *c == "DescribeSecurityGroups").count(), 1, "{log:?}");
+    let first_put = log.iter().position(|c| c == "PutEvaluations").unwrap();
+    let last_revoke = log.iter().rposition(|c| c == "RevokeSecurityGroupIngress").unwrap();
+    assert!(first_put < last_revoke, "{log:?}");
+    // 240 unchanged: two whole hundreds early; the last call carries the 40 and the 10 changed.
+    let puts = h.config().inner.puts();
+    assert_eq!(puts.iter().map(|(_, e)| e.len()).collect::<Vec<_>>(), [100, 100, 50]);
 }
 
 #[tokio::test]
