@@ -908,6 +908,7 @@ def bench_quota(args, ctx, results):
                 # (50 ÷ 5 = 10 s, the same at every percentage), so the bench waits that long.
                 time.sleep(QUOTA_REFILL_S)
             aws.reset_calls()
+            throttled_before = aws.admin("GET", "ec2-quotas")["throttled"]
             seen = len(aws.evaluations(rule))
             done = sweep_run(args, aws, "rust", rule, f"run {k} of the sweep under EC2's quotas")
             new = aws.evaluations(rule)[seen:]
@@ -917,14 +918,16 @@ def bench_quota(args, ctx, results):
                    "evaluations": len(new), "reported": len({e["resourceId"] for e in new}),
                    "non_compliant": sum(1 for e in new if e["compliance"] == "NON_COMPLIANT"),
                    "revoke": calls.get("ec2:RevokeSecurityGroupIngress", 0),
-                   "authorize": calls.get("ec2:AuthorizeSecurityGroupIngress", 0), "left": left}
+                   "authorize": calls.get("ec2:AuthorizeSecurityGroupIngress", 0), "left": left,
+                   "throttled": aws.admin("GET", "ec2-quotas")["throttled"] - throttled_before}
             runs.append(run)
             # The function's own account of the run: where its time went (read, changes, reports).
             lines = sweep_lines(aws, "rust")
             run["timeline"] = lines[-1] if len(lines) > swept else None
             swept = len(lines)
             log(f"  run {k}: {run['wall']:.1f} s wall, {run['ms'] / 1000:.1f} s REPORT, {run['reported']} groups "
-                f"reported, {run['revoke']} revoke + {run['authorize']} authorize calls, {left} groups left"
+                f"reported, {run['revoke']} revoke + {run['authorize']} authorize calls "
+                f"({run['throttled']} throttled), {left} groups left"
                 + (f", failed: {run['failed'][:200]}" if run["failed"] else ""))
             if run["timeline"]:
                 log(f"    {run['timeline']}")
@@ -1084,7 +1087,7 @@ def scale_tables(args, results):
                 f"{q['groups']} groups",
                 f"{run['wall']:.1f} s wall, {run['ms'] / 1000:.1f} s REPORT; {run['reported']} groups reported "
                 f"({run['non_compliant']} NON_COMPLIANT); {run['revoke']} revoke + {run['authorize']} authorize "
-                f"calls (throttled answers included); {run['left']} groups left to fix"
+                f"calls, of them {run.get('throttled', 0)} answered RequestLimitExceeded; {run['left']} groups left to fix"
                 + (f"; failed: {run['failed'][:160]}" if run["failed"] else ""), "", "")
         runs = q["runs"]
         late = [r["run"] for r in runs if r["failed"] or r["ms"] >= q["deadline"] * 1000]

@@ -95,6 +95,8 @@ struct Bucket {
 pub struct Ec2Quotas {
     buckets: Mutex<HashMap<(String, String, String), Bucket>>,
     throttled: std::sync::atomic::AtomicU64,
+    /// Requests answered `RequestLimitExceeded`, per bucket name.
+    throttled_by_bucket: Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 impl Ec2Quotas {
@@ -114,7 +116,7 @@ impl Ec2Quotas {
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let bucket = buckets
-            .entry((account.to_owned(), region.to_owned(), name))
+            .entry((account.to_owned(), region.to_owned(), name.clone()))
             .or_insert(Bucket { tokens: capacity, at: now });
         bucket.tokens = (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * refill).min(capacity);
         bucket.at = now;
@@ -124,7 +126,13 @@ impl Ec2Quotas {
         }
         drop(buckets);
         self.throttled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        *self.throttled_by_bucket.lock().unwrap_or_else(|e| e.into_inner()).entry(name).or_default() += 1;
         Some(request_limit_exceeded())
+    }
+
+    /// Requests answered `RequestLimitExceeded` so far, per bucket (`GET /_sg-lab/ec2-quotas`).
+    pub fn throttled_by_bucket(&self) -> std::collections::BTreeMap<String, u64> {
+        self.throttled_by_bucket.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Requests answered `RequestLimitExceeded` so far.
@@ -135,6 +143,7 @@ impl Ec2Quotas {
     /// Full buckets again (moto was reset, or the quotas were switched).
     pub fn reset(&self) {
         self.buckets.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.throttled_by_bucket.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 }
 
@@ -184,6 +193,7 @@ mod tests {
         assert!(quotas.admit(10, "b", "us-west-2", revoke, &[]).is_none());
         assert!(quotas.admit(10, "a", "eu-west-1", revoke, &[]).is_none());
         assert_eq!(quotas.throttled(), 1);
+        assert_eq!(quotas.throttled_by_bucket().get(revoke), Some(&1), "{:?}", quotas.throttled_by_bucket());
         std::thread::sleep(std::time::Duration::from_millis(2100));
         assert!(quotas.admit(10, "a", "us-west-2", revoke, &[]).is_none(), "refilled one token in 2 s");
         assert!(quotas.admit(10, "a", "us-west-2", revoke, &[]).is_some());

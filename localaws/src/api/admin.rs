@@ -51,6 +51,10 @@ impl Front {
                 http::json(200, &report)
             }
             ("GET", "behaviours") => http::json(200, &json!(self.behaviours())),
+            ("GET", "ec2-quotas") => http::json(
+                200,
+                &json!({"throttled": self.ec2_quotas.throttled(), "byBucket": self.ec2_quotas.throttled_by_bucket()}),
+            ),
             ("POST", "behaviours") => match Behaviours::parse(&String::from_utf8_lossy(&request.body)) {
                 Ok(behaviours) => {
                     info!("AWS behaviours: {}", behaviours.describe().join("; "));
