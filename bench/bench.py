@@ -924,11 +924,15 @@ def bench_quota(args, ctx, results):
             # The function's own account of the run: where its time went (read, changes, reports).
             lines = sweep_lines(aws, "rust")
             run["timeline"] = lines[-1] if len(lines) > swept else None
+            # One StartConfigRulesEvaluation, one invocation: more would share the quota.
+            run["sweeps"] = len(lines) - swept
             swept = len(lines)
             log(f"  run {k}: {run['wall']:.1f} s wall, {run['ms'] / 1000:.1f} s REPORT, {run['reported']} groups "
                 f"reported, {run['revoke']} revoke + {run['authorize']} authorize calls "
                 f"({run['throttled']} throttled), {left} groups left"
                 + (f", failed: {run['failed'][:200]}" if run["failed"] else ""))
+            if run["sweeps"] > 1:
+                log(f"    {run['sweeps']} sweeps ran for this one evaluation: {lines[-run['sweeps']:]}")
             if run["timeline"]:
                 log(f"    {run['timeline']}")
             if left == 0:

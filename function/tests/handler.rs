@@ -574,14 +574,18 @@ impl sg_function::aws::Evaluations for Timed<FakeConfig> {
     }
 }
 
-/// A page's drifted groups are changed as soon as their page is read, not once every page is:
-/// a run whose drift sits past the first page spends no time with EC2's bucket full and idle.
-#[tokio::test]
-async fn a_sweep_changes_each_page_while_it_reads_the_next() {
-    // Four pages of 100: only the second holds drifted groups.
-    let mut ec2 = FakeEc2 { page_size: 100, ..FakeEc2::default() };
-    for i in 0..400 {
-        let rules: &[&str] = if (100..108).contains(&i) {
+type TimedHandler = Handler<Timed<FakeEc2>, Timed<FakeConfig>>;
+
+/// A scheduled sweep of `n` groups, `page_size` a page, 20 ms a call; the groups `drifted(i)`
+/// also open tcp/22. The handler after it, its outcome, and every call in the order answered.
+async fn timed_sweep(
+    n: usize,
+    page_size: usize,
+    drifted: impl Fn(usize) -> bool,
+) -> (TimedHandler, sg_function::Outcome, Vec<String>) {
+    let mut ec2 = FakeEc2 { page_size, ..FakeEc2::default() };
+    for i in 0..n {
+        let rules: &[&str] = if drifted(i) {
             &["tcp/22@0.0.0.0/0", "tcp/80@0.0.0.0/0", "tcp/443@0.0.0.0/0"]
         } else {
             &["tcp/80@0.0.0.0/0", "tcp/443@0.0.0.0/0"]
@@ -594,6 +598,15 @@ async fn a_sweep_changes_each_page_while_it_reads_the_next() {
     let h = Handler::new(ec2, config).unwrap();
     let outcome = h.handle(fixture!("scheduled-notification.json")).await.unwrap();
     let log = log.lock().unwrap().clone();
+    (h, outcome, log)
+}
+
+/// A page's drifted groups are changed as soon as their page is read, not once every page is:
+/// a run whose drift sits past the first page spends no time with EC2's bucket full and idle.
+#[tokio::test]
+async fn a_sweep_changes_each_page_while_it_reads_the_next() {
+    // Four pages of 100: only the second holds drifted groups.
+    let (h, outcome, log) = timed_sweep(400, 100, |i| (100..108).contains(&i)).await;
     let describes: Vec<usize> =
         log.iter().enumerate().filter(|(_, c)| *c == "DescribeSecurityGroups").map(|(k, _)| k).collect();
     let first_revoke = log.iter().position(|c| c == "RevokeSecurityGroupIngress").unwrap();
@@ -611,21 +624,7 @@ async fn a_sweep_changes_each_page_while_it_reads_the_next() {
 /// what is left to report at the end, and so the time kept for it, is the drift alone.
 #[tokio::test]
 async fn a_one_page_sweep_reports_its_unchanged_groups_while_it_changes_the_rest() {
-    let mut ec2 = FakeEc2 { page_size: 1000, ..FakeEc2::default() };
-    for i in 0..250 {
-        let rules: &[&str] = if i % 25 == 0 {
-            &["tcp/22@0.0.0.0/0", "tcp/80@0.0.0.0/0", "tcp/443@0.0.0.0/0"]
-        } else {
-            &["tcp/80@0.0.0.0/0", "tcp/443@0.0.0.0/0"]
-        };
-        ec2 = ec2.with_group(&format!("sg-{i:017}"), rules);
-    }
-    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let ec2 = Timed { inner: ec2, ms: 20, log: log.clone() };
-    let config = Timed { inner: FakeConfig::default(), ms: 20, log: log.clone() };
-    let h = Handler::new(ec2, config).unwrap();
-    h.handle(fixture!("scheduled-notification.json")).await.unwrap();
-    let log = log.lock().unwrap().clone();
+    let (h, _, log) = timed_sweep(250, 1000, |i| i % 25 == 0).await;
     assert_eq!(log.iter().filter(|c| *c == "DescribeSecurityGroups").count(), 1, "{log:?}");
     let first_put = log.iter().position(|c| c == "PutEvaluations").unwrap();
     let last_revoke = log.iter().rposition(|c| c == "RevokeSecurityGroupIngress").unwrap();
@@ -638,21 +637,7 @@ async fn a_one_page_sweep_reports_its_unchanged_groups_while_it_changes_the_rest
 #[tokio::test]
 async fn a_sweep_changes_the_first_page_while_it_reads_the_rest_and_reports_the_unchanged_groups_meanwhile() {
     // Three pages of 100: the first holds the drifted groups, all three compliant ones.
-    let mut ec2 = FakeEc2 { page_size: 100, ..FakeEc2::default() };
-    for i in 0..300 {
-        let rules: &[&str] = if i < 12 {
-            &["tcp/22@0.0.0.0/0", "tcp/80@0.0.0.0/0", "tcp/443@0.0.0.0/0"]
-        } else {
-            &["tcp/80@0.0.0.0/0", "tcp/443@0.0.0.0/0"]
-        };
-        ec2 = ec2.with_group(&format!("sg-{i:017}"), rules);
-    }
-    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let ec2 = Timed { inner: ec2, ms: 20, log: log.clone() };
-    let config = Timed { inner: FakeConfig::default(), ms: 20, log: log.clone() };
-    let h = Handler::new(ec2, config).unwrap();
-    let outcome = h.handle(fixture!("scheduled-notification.json")).await.unwrap();
-    let log = log.lock().unwrap().clone();
+    let (h, outcome, log) = timed_sweep(300, 100, |i| i < 12).await;
     let first = |op: &str| log.iter().position(|c| c == op).unwrap();
     let last = |op: &str| log.iter().rposition(|c| c == op).unwrap();
     // 12 revokes, four at a time, 20 ms each: they begin before the third page is read, and
