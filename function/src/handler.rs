@@ -141,18 +141,10 @@ pub struct Tally {
 }
 
 impl Default for Tally {
+    /// A sweep's tally, its clock starting now.
     fn default() -> Self {
-        Tally::new(Instant::now())
-    }
-}
-
-/// Not yet happened, in a [`Tally`]'s instants.
-const NEVER: u64 = u64::MAX;
-
-impl Tally {
-    fn new(begun: Instant) -> Self {
         Tally {
-            begun,
+            begun: Instant::now(),
             read: AtomicUsize::new(0),
             pages_ahead: AtomicUsize::new(0),
             sent: AtomicUsize::new(0),
@@ -166,7 +158,12 @@ impl Tally {
             reports: AtomicUsize::new(0),
         }
     }
+}
 
+/// Not yet happened, in a [`Tally`]'s instants.
+const NEVER: u64 = u64::MAX;
+
+impl Tally {
     fn unreported(&self) -> usize {
         let held = self.read.load(Ordering::Relaxed) + self.pages_ahead.load(Ordering::Relaxed);
         held.saturating_sub(self.sent.load(Ordering::Relaxed))
@@ -482,10 +479,8 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
                 let before = results.len();
                 let (drifted, more) = self.split(page, required, parameters, &mut results, &mut ready);
                 tally.page_read(results.len() - before, more);
-                if !drifted.groups.is_empty() {
-                    // Refused only when the changes already ended on an error, which the sweep returns.
-                    let _ = pages.unbounded_send(drifted);
-                }
+                // Refused only when the changes already ended on an error, which the sweep returns.
+                let _ = pages.unbounded_send(drifted);
             }
             match next_token {
                 None => Ok(()),
@@ -1168,7 +1163,7 @@ mod tests {
 
     #[test]
     fn a_sweeps_closing_line_says_where_its_time_went() {
-        let tally = Tally::new(Instant::now());
+        let tally = Tally::default();
         assert!(tally.summary(None).contains("0 change calls, the first at never"), "{}", tally.summary(None));
         tally.page_read(1000, true);
         tally.page_read(5, false);

@@ -94,8 +94,7 @@ struct Bucket {
 #[derive(Default)]
 pub struct Ec2Quotas {
     buckets: Mutex<HashMap<(String, String, String), Bucket>>,
-    throttled: std::sync::atomic::AtomicU64,
-    /// Requests answered `RequestLimitExceeded`, per bucket name.
+    /// Requests answered `RequestLimitExceeded` since the local AWS started, per bucket name.
     throttled_by_bucket: Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
@@ -125,7 +124,6 @@ impl Ec2Quotas {
             return None;
         }
         drop(buckets);
-        self.throttled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         *self.throttled_by_bucket.lock().unwrap_or_else(|e| e.into_inner()).entry(name).or_default() += 1;
         Some(request_limit_exceeded())
     }
@@ -137,13 +135,12 @@ impl Ec2Quotas {
 
     /// Requests answered `RequestLimitExceeded` so far.
     pub fn throttled(&self) -> u64 {
-        self.throttled.load(std::sync::atomic::Ordering::Relaxed)
+        self.throttled_by_bucket().values().sum()
     }
 
     /// Full buckets again (moto was reset, or the quotas were switched).
     pub fn reset(&self) {
         self.buckets.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        self.throttled_by_bucket.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 }
 
