@@ -339,6 +339,26 @@ pub fn lambda_zip(machine: u16, payload: &[u8]) -> Vec<u8> {
     out.into_inner()
 }
 
+/// Where, in a group's evaluation history (compliance, annotation), the function last reported
+/// revoking `rule` (`tcp/465@0.0.0.0/0`): a `NON_COMPLIANT` evaluation whose annotation
+/// `Revoked …, …` names it, alone or with others (`Revoked …; authorized ….` too).
+///
+/// The lab's `open-ports` is two changes (the default rule revoked, then the four authorized),
+/// and a change-triggered rule is evaluated for each: the function may run between the two,
+/// add 80 and 443 itself, and then meet 465 and 993 in two changes (EC2 answers the four
+/// `InvalidPermission.Duplicate`, and they are added one by one). One report or two are both
+/// right; a test asks that each rule was reported.
+pub fn reported_revoked(history: &[(String, Option<String>)], rule: &str) -> Option<usize> {
+    history.iter().rposition(|(compliance, annotation)| {
+        compliance == "NON_COMPLIANT"
+            && annotation
+                .as_deref()
+                .and_then(|a| a.strip_prefix("Revoked "))
+                .and_then(|a| a.trim_end_matches('.').split(';').next())
+                .is_some_and(|revoked| revoked.split(", ").any(|r| r == rule))
+    })
+}
+
 /// One AWS call seen by a [`CountingProxy`].
 #[derive(Debug, Clone)]
 pub struct Call {
@@ -479,4 +499,28 @@ pub fn bootstrap_zip(dir: &std::path::Path) -> std::path::PathBuf {
     let path = dir.join("bootstrap.zip");
     std::fs::write(&path, out.into_inner()).unwrap();
     path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reported_revoked;
+
+    #[test]
+    fn a_revoke_is_found_alone_with_others_or_before_an_authorize() {
+        let e = |c: &str, a: &str| (c.to_owned(), Some(a.to_owned()));
+        // A history CI met: the function ran between open-ports' two changes.
+        let history = [
+            e("NON_COMPLIANT", "Authorized tcp/80@0.0.0.0/0, tcp/443@0.0.0.0/0."),
+            e("NON_COMPLIANT", "Revoked tcp/465@0.0.0.0/0."),
+            e("NON_COMPLIANT", "Revoked tcp/993@0.0.0.0/0; authorized tcp/443@0.0.0.0/0."),
+            e("COMPLIANT", "Permissions are correct."),
+        ];
+        assert_eq!(reported_revoked(&history, "tcp/465@0.0.0.0/0"), Some(1));
+        assert_eq!(reported_revoked(&history, "tcp/993@0.0.0.0/0"), Some(2));
+        assert_eq!(reported_revoked(&history, "tcp/443@0.0.0.0/0"), None, "authorized is not revoked");
+        assert_eq!(reported_revoked(&history, "tcp/80@0.0.0.0/0"), None);
+        let both = [e("NON_COMPLIANT", "Revoked tcp/465@0.0.0.0/0, tcp/993@0.0.0.0/0.")];
+        assert_eq!(reported_revoked(&both, "tcp/993@0.0.0.0/0"), Some(0));
+        assert_eq!(reported_revoked(&[e("COMPLIANT", "Revoked tcp/465@0.0.0.0/0.")], "tcp/465@0.0.0.0/0"), None);
+    }
 }
