@@ -130,19 +130,26 @@ pub fn evaluate(group: &GroupState, required: &[Rule], parameters: &Parameters) 
 /// `"Revoked tcp/465@0.0.0.0/0, tcp/993@0.0.0.0/0; authorized tcp/443@0.0.0.0/0."`, cut to
 /// Config's limit.
 pub fn describe_changes(revoked: &str, authorized: &str, plan: &Plan) -> String {
+    let revoke: Vec<String> = plan.revoke.iter().map(|o| o.rule.to_string()).collect();
+    let authorize: Vec<String> = plan.authorize.iter().map(ToString::to_string).collect();
+    describe_named(revoked, authorized, &revoke, &authorize)
+}
+
+/// [`describe_changes`] of rules already named (`tcp/465@0.0.0.0/0`).
+pub fn describe_named(revoked: &str, authorized: &str, revoke: &[String], authorize: &[String]) -> String {
     let mut parts = Vec::new();
-    if !plan.revoke.is_empty() {
-        parts.push(format!("{revoked} {}", join(plan.revoke.iter().map(|o| &o.rule))));
+    if !revoke.is_empty() {
+        parts.push(format!("{revoked} {}", join(revoke)));
     }
-    if !plan.authorize.is_empty() {
+    if !authorize.is_empty() {
         let verb = if parts.is_empty() { capitalise(authorized) } else { authorized.to_owned() };
-        parts.push(format!("{verb} {}", join(plan.authorize.iter())));
+        parts.push(format!("{verb} {}", join(authorize)));
     }
     truncate(format!("{}.", parts.join("; ")))
 }
 
-fn join<'a>(rules: impl Iterator<Item = &'a Rule>) -> String {
-    let mut names: Vec<String> = rules.map(ToString::to_string).collect();
+fn join(names: &[String]) -> String {
+    let mut names = names.to_vec();
     names.dedup();
     names.join(", ")
 }

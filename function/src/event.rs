@@ -45,6 +45,9 @@ pub struct ResourceRef {
     pub status: String,
     /// The capture time of the configuration item: the evaluation's ordering timestamp.
     pub capture_time: DateTime,
+    /// The item's `configuration` (the group as Config recorded it), when the message carries
+    /// one: an oversized item's summary does not; read by [`crate::item::group_of`].
+    pub configuration: Option<serde_json::Value>,
 }
 
 impl ResourceRef {
@@ -173,6 +176,8 @@ struct RawItem {
     configuration_item_status: String,
     #[serde(default)]
     configuration_item_capture_time: Option<String>,
+    #[serde(default)]
+    configuration: Option<serde_json::Value>,
 }
 
 impl ConfigEvent {
@@ -247,6 +252,7 @@ fn resource(item: RawItem, notification_time: Option<DateTime>, field: &str) -> 
         resource_id: item.resource_id,
         status: item.configuration_item_status,
         capture_time,
+        configuration: item.configuration.filter(|c| !c.is_null()),
     })
 }
 

@@ -19,8 +19,11 @@ use futures_util::stream::{self, StreamExt};
 use tracing::{info, warn};
 
 use crate::aws::{Answered, AwsError, Ec2, ErrorKind, EvaluationRecord, Evaluations, GroupPage, RulesByGroup};
-use crate::evaluate::{describe_changes, evaluate, plan, truncate, Compliance, GroupState, Plan, COMPLIANT_ANNOTATION};
+use crate::evaluate::{
+    describe_changes, describe_named, evaluate, plan, truncate, Compliance, GroupState, Plan, COMPLIANT_ANNOTATION,
+};
 use crate::event::{ApiCall, EventError, Invocation, Message, ResourceRef, SECURITY_GROUP};
+use crate::item;
 use crate::pace::{Pacer, Rate};
 use crate::parameters::{Mode, ParameterError, Parameters};
 use crate::rules::{embedded_baseline, permissions_json, ObservedRule, Rule, RuleError};
@@ -362,7 +365,13 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
                     Some(annotation) => (Compliance::NotApplicable, annotation),
                     None => {
                         let budget = Budget::new(deadline, 1);
-                        self.check_group(&resource.resource_id, &required, &parameters, &mut outcome, budget).await?
+                        match recorded_group(&parsed.message) {
+                            Some(group) => self.check_item(group, &required, &parameters, &mut outcome, budget).await?,
+                            None => {
+                                let id = &resource.resource_id;
+                                self.check_group(id, &required, &parameters, &mut outcome, budget).await?
+                            }
+                        }
                     }
                 };
                 let record = EvaluationRecord {
@@ -589,6 +598,60 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
         Ok(())
     }
 
+    /// Enforces the baseline on the group as the configuration item recorded it: the change
+    /// is made from the item, with no read first (one round trip and the report: two). EC2's
+    /// answers say whether the item was still the group's state; when they say it was not (a
+    /// rule to revoke is not there, one to add already is, or an answer leaves a rule in doubt)
+    /// the group is read from EC2 and checked as for an item without configuration. A later
+    /// change of the group brings a later item, so acting on this one is what Config asks of a
+    /// change-triggered rule; rules the item does not show are left to that evaluation.
+    async fn check_item(
+        &self,
+        group: GroupState,
+        required: &[Rule],
+        parameters: &Parameters,
+        outcome: &mut Outcome,
+        budget: Budget<'_>,
+    ) -> Result<(Compliance, String), HandlerError> {
+        if parameters.debug {
+            info!(
+                "security group as the configuration item records it: {}, tags {:?}, ip_permissions {}",
+                group.group_id,
+                group.tags,
+                permissions_json(group.ingress.iter().map(|o| &o.rule))
+            );
+        }
+        let decision = evaluate(&group, required, parameters);
+        if decision.plan.is_empty() {
+            return Ok((decision.compliance, decision.annotation));
+        }
+        let id = group.group_id;
+        let (before_revoked, before_authorized) = (outcome.revoked.len(), outcome.authorized.len());
+        let (revoked, authorized) = self.apply(&id, &decision.plan, budget).await;
+        let Settled { done, left, failed, .. } = settle(&id, &decision.plan, revoked, authorized, outcome);
+        if let Some(err) = failed {
+            return failed_change(&id, err, &left);
+        }
+        if done == decision.plan {
+            return Ok((Compliance::NonCompliant, describe_changes("Revoked", "authorized", &decision.plan)));
+        }
+        info!("{id}: EC2's answers show the configuration item is older than the group; reading the group");
+        let (compliance, annotation) = self.check_group(&id, required, parameters, outcome, budget).await?;
+        let changed_now = matches!(compliance, Compliance::Compliant)
+            || annotation.starts_with("Revoked ")
+            || annotation.starts_with("Authorized ");
+        if done.is_empty() || !changed_now {
+            return Ok((compliance, annotation));
+        }
+        // What this invocation changed, from the item and after the read.
+        let named = |changes: &[Change]| -> Vec<String> {
+            changes.iter().filter(|c| c.group_id == id).flat_map(|c| c.rules.iter().cloned()).collect()
+        };
+        let revoke = named(&outcome.revoked[before_revoked..]);
+        let authorize = named(&outcome.authorized[before_authorized..]);
+        Ok((Compliance::NonCompliant, describe_named("Revoked", "authorized", &revoke, &authorize)))
+    }
+
     /// Reads one group and enforces the baseline on it.
     async fn check_group(
         &self,
@@ -747,57 +810,7 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
         let mut changed = Vec::new();
         let mut failure = None;
         for (index, id, plan, (revoked, authorized)) in applied {
-            // What this invocation's calls changed: the plan less what their answers say was
-            // already so or do not confirm.
-            let mut done = Plan::default();
-            let mut doubt = Plan::default();
-            // The part of the plan whose call failed.
-            let mut left = Plan::default();
-            let mut failed = None;
-            match revoked {
-                Some(Ok(answer)) => {
-                    done.revoke = plan
-                        .revoke
-                        .iter()
-                        .filter(|o| !answer.already.contains(o) && !answer.unconfirmed.contains(o))
-                        .cloned()
-                        .collect();
-                    doubt.revoke = answer.unconfirmed;
-                }
-                Some(Err(err)) => {
-                    left.revoke = plan.revoke.clone();
-                    failed = Some(err);
-                }
-                None => {}
-            }
-            match authorized {
-                Some(Ok(answer)) => {
-                    done.authorize = plan
-                        .authorize
-                        .iter()
-                        .filter(|r| !answer.already.contains(r) && !answer.unconfirmed.contains(r))
-                        .cloned()
-                        .collect();
-                    doubt.authorize = answer.unconfirmed;
-                }
-                Some(Err(err)) => {
-                    left.authorize = plan.authorize.clone();
-                    failed.get_or_insert(err);
-                }
-                None => {}
-            }
-            if !done.revoke.is_empty() {
-                outcome.revoked.push(Change {
-                    group_id: id.clone(),
-                    rules: done.revoke.iter().map(|o| o.rule.to_string()).collect(),
-                });
-            }
-            if !done.authorize.is_empty() {
-                outcome.authorized.push(Change {
-                    group_id: id.clone(),
-                    rules: done.authorize.iter().map(ToString::to_string).collect(),
-                });
-            }
+            let Settled { done, doubt, left, failed } = settle(&id, &plan, revoked, authorized, outcome);
             match failed {
                 None => {
                     // The group was read completely and the plan turns what was read into the
@@ -813,21 +826,8 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
                         changed.push((index, id));
                     }
                 }
-                Some(err) if err.kind == ErrorKind::GroupNotFound => {
-                    results[index].1 = Compliance::NotApplicable;
-                    results[index].2 = gone(&id);
-                }
-                // Out of time, or throttled until the time ran out: the next evaluation fixes it.
-                Some(err) if matches!(err.kind, ErrorKind::OutOfTime | ErrorKind::Throttled) => {
-                    info!("{id}: {err}");
-                    results[index].1 = Compliance::NonCompliant;
-                    results[index].2 = not_yet(&left);
-                }
-                Some(err) => match denied(&id, err) {
-                    Ok((compliance, annotation)) => {
-                        results[index].1 = compliance;
-                        results[index].2 = annotation;
-                    }
+                Some(err) => match failed_change(&id, err, &left) {
+                    Ok(result) => (results[index].1, results[index].2) = result,
                     Err(err) => {
                         failure.get_or_insert(err);
                     }
@@ -1028,6 +1028,20 @@ impl<E: Ec2, C: Evaluations> Handler<E, C> {
 }
 
 /// The annotation when the rule does not apply, or `None` when it does.
+/// The group the message's configuration item records, when it has one this function can act
+/// on; else `None` (the group is read from EC2), saying why when the item has a configuration.
+fn recorded_group(message: &Message) -> Option<GroupState> {
+    let Message::ItemChange(resource) = message else { return None };
+    let configuration = resource.configuration.as_ref()?;
+    match item::group_of(&resource.resource_id, configuration) {
+        Ok(group) => Some(group),
+        Err(why) => {
+            info!("{}: {why}; reading the group from EC2 instead", resource.resource_id);
+            None
+        }
+    }
+}
+
 fn not_applicable(resource: &ResourceRef, left_scope: bool) -> Option<String> {
     if resource.resource_type != SECURITY_GROUP {
         return Some(format!("The rule doesn't apply to resources of type {}.", resource.resource_type));
@@ -1044,10 +1058,90 @@ fn not_applicable(resource: &ResourceRef, left_scope: bool) -> Option<String> {
 /// The answer to one of the two change calls of a group, if it was made.
 type Applied<T> = Option<Result<Answered<T>, AwsError>>;
 
+/// What one group's change calls did, from their answers; what they did is recorded in
+/// `outcome`.
+struct Settled {
+    /// The plan less what the answers say was already so or do not confirm.
+    done: Plan,
+    /// What the answers do not confirm.
+    doubt: Plan,
+    /// The part of the plan whose call failed, and the first failure.
+    left: Plan,
+    failed: Option<AwsError>,
+}
+
+fn settle(
+    id: &str,
+    plan: &Plan,
+    revoked: Applied<ObservedRule>,
+    authorized: Applied<Rule>,
+    outcome: &mut Outcome,
+) -> Settled {
+    let mut settled = Settled { done: Plan::default(), doubt: Plan::default(), left: Plan::default(), failed: None };
+    match revoked {
+        Some(Ok(answer)) => {
+            settled.done.revoke = plan
+                .revoke
+                .iter()
+                .filter(|o| !answer.already.contains(o) && !answer.unconfirmed.contains(o))
+                .cloned()
+                .collect();
+            settled.doubt.revoke = answer.unconfirmed;
+        }
+        Some(Err(err)) => {
+            settled.left.revoke = plan.revoke.clone();
+            settled.failed = Some(err);
+        }
+        None => {}
+    }
+    match authorized {
+        Some(Ok(answer)) => {
+            settled.done.authorize = plan
+                .authorize
+                .iter()
+                .filter(|r| !answer.already.contains(r) && !answer.unconfirmed.contains(r))
+                .cloned()
+                .collect();
+            settled.doubt.authorize = answer.unconfirmed;
+        }
+        Some(Err(err)) => {
+            settled.left.authorize = plan.authorize.clone();
+            settled.failed.get_or_insert(err);
+        }
+        None => {}
+    }
+    if !settled.done.revoke.is_empty() {
+        outcome.revoked.push(Change {
+            group_id: id.to_owned(),
+            rules: settled.done.revoke.iter().map(|o| o.rule.to_string()).collect(),
+        });
+    }
+    if !settled.done.authorize.is_empty() {
+        outcome.authorized.push(Change {
+            group_id: id.to_owned(),
+            rules: settled.done.authorize.iter().map(ToString::to_string).collect(),
+        });
+    }
+    settled
+}
+
 /// Reads of a group whose change EC2's answers left in doubt, and the wait before the second
 /// (doubling): 0.25 + 0.5 + 1 s, inside the few seconds EC2's reads usually lag its writes.
 pub const VERIFY_READS: u32 = 4;
 const VERIFY_FIRST_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The result of a group whose change call failed with `err`; `left` is what it did not change.
+fn failed_change(id: &str, err: AwsError, left: &Plan) -> Result<(Compliance, String), HandlerError> {
+    match err.kind {
+        ErrorKind::GroupNotFound => Ok((Compliance::NotApplicable, gone(id))),
+        // Out of time, or throttled until the time ran out: the next evaluation fixes it.
+        ErrorKind::OutOfTime | ErrorKind::Throttled => {
+            info!("{id}: {err}");
+            Ok((Compliance::NonCompliant, not_yet(left)))
+        }
+        _ => denied(id, err),
+    }
+}
 
 fn doubt_text(doubt: &Plan) -> String {
     describe_changes("the revoke of", "the authorize of", doubt)

@@ -11,6 +11,7 @@ pub mod event;
 pub mod fake;
 pub mod fuzzing;
 pub mod handler;
+pub mod item;
 #[cfg(feature = "sdk")]
 pub mod logging;
 pub mod pace;

@@ -31,6 +31,40 @@ fn puts(h: &Handler<FakeEc2, FakeConfig>) -> Vec<(String, Vec<EvaluationRecord>)
     h.config().puts()
 }
 
+/// The event with its configuration item's `configuration` replaced by `configuration`
+/// (`Value::Null`: removed, so the function reads the group from EC2).
+fn with_configuration(mut event: Value, configuration: Value) -> Value {
+    let mut invoking: Value = serde_json::from_str(event["invokingEvent"].as_str().unwrap()).unwrap();
+    match configuration {
+        Value::Null => {
+            invoking["configurationItem"].as_object_mut().unwrap().remove("configuration");
+        }
+        configuration => invoking["configurationItem"]["configuration"] = configuration,
+    }
+    event["invokingEvent"] = Value::String(invoking.to_string());
+    event
+}
+
+/// The lab's change event without the group's configuration: the group is read from EC2.
+fn read_from_ec2(event: Value) -> Value {
+    with_configuration(event, Value::Null)
+}
+
+/// The `configuration` of an item recording `LAB_GROUP` with these ingress rules (`tcp/P@CIDR`).
+fn recorded(rules: &[&str], tags: &[(&str, &str)]) -> Value {
+    let permissions: Vec<Value> = rules
+        .iter()
+        .map(|rule| {
+            let (port, cidr) = rule.trim_start_matches("tcp/").split_once('@').unwrap();
+            let port: i32 = port.parse().unwrap();
+            serde_json::json!({"fromPort": port, "toPort": port, "ipProtocol": "tcp", "ipv4Ranges": [{"cidrIp": cidr}],
+                "ipRanges": [cidr], "ipv6Ranges": [], "prefixListIds": [], "userIdGroupPairs": []})
+        })
+        .collect();
+    let tags: Vec<Value> = tags.iter().map(|(k, v)| serde_json::json!({"key": k, "value": v})).collect();
+    serde_json::json!({"groupId": LAB_GROUP, "groupName": "default", "vpcId": "vpc-0a1b2c3d", "ipPermissions": permissions, "tags": tags})
+}
+
 fn time(record: &EvaluationRecord) -> String {
     record.ordering_timestamp.fmt(aws_smithy_types::date_time::Format::DateTime).unwrap()
 }
@@ -54,8 +88,82 @@ async fn lab_group_is_reduced_to_http_and_https_and_reported_non_compliant() {
     assert_eq!(e.compliance_type, Compliance::NonCompliant);
     assert_eq!(e.annotation, "Revoked tcp/465@0.0.0.0/0, tcp/993@0.0.0.0/0.");
     assert_eq!(time(e), "2016-07-19T21:24:32.582Z");
+    // Revoked from the configuration item, by permission, and verified from the revoke's
+    // answer: no read before the change or after it.
+    assert_eq!(h.ec2().calls(), ["RevokeSecurityGroupIngress"]);
+}
+
+#[tokio::test]
+async fn an_item_without_configuration_is_read_from_ec2_with_its_rule_ids() {
+    let h = handler(lab_ec2());
+    let outcome = h.handle(read_from_ec2(fixture!("change-notification.json"))).await.unwrap();
+    assert_eq!(h.ec2().rules_of(LAB_GROUP), ["tcp/443@0.0.0.0/0", "tcp/80@0.0.0.0/0"]);
+    assert_eq!(outcome.evaluations[0].annotation, "Revoked tcp/465@0.0.0.0/0, tcp/993@0.0.0.0/0.");
     // Revoked by rule id and verified from the revoke's answer: no read after the change.
     assert_eq!(h.ec2().calls(), ["DescribeSecurityGroups", "DescribeSecurityGroupRules", "RevokeSecurityGroupIngress"]);
+}
+
+#[tokio::test]
+async fn an_item_older_than_the_group_is_checked_against_ec2() {
+    // The item shows 465 and 993; since then 465 went and 22 came (its own item follows).
+    // EC2 does not confirm revoking 465, so the group is read, and 22 goes too.
+    let h = handler(
+        FakeEc2::default()
+            .with_group(LAB_GROUP, &["tcp/80@0.0.0.0/0", "tcp/443@0.0.0.0/0", "tcp/993@0.0.0.0/0", "tcp/22@0.0.0.0/0"]),
+    );
+    let outcome = h.handle(fixture!("change-notification.json")).await.unwrap();
+    assert_eq!(h.ec2().rules_of(LAB_GROUP), ["tcp/443@0.0.0.0/0", "tcp/80@0.0.0.0/0"]);
+    let e = &outcome.evaluations[0];
+    assert_eq!(e.compliance_type, Compliance::NonCompliant);
+    // What this invocation revoked: 993 from the item, 22 after the read; never 465.
+    assert_eq!(e.annotation, "Revoked tcp/993@0.0.0.0/0, tcp/22@0.0.0.0/0.");
+    assert_eq!(
+        h.ec2().calls(),
+        [
+            "RevokeSecurityGroupIngress",
+            "DescribeSecurityGroups",
+            "DescribeSecurityGroupRules",
+            "RevokeSecurityGroupIngress"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_item_whose_changes_were_already_made_reports_the_group_as_it_is() {
+    // The fast path fixed the group before Config's evaluation of the item arrived.
+    let h = handler(FakeEc2::default().with_group(LAB_GROUP, &["tcp/80@0.0.0.0/0", "tcp/443@0.0.0.0/0"]));
+    let outcome = h.handle(fixture!("change-notification.json")).await.unwrap();
+    let e = &outcome.evaluations[0];
+    assert_eq!((e.compliance_type, e.annotation.as_str()), (Compliance::Compliant, "Permissions are correct."));
+    assert!(outcome.revoked.is_empty() && outcome.authorized.is_empty());
+}
+
+#[tokio::test]
+async fn an_item_the_function_cannot_act_on_is_read_from_ec2() {
+    let other_group = serde_json::json!({"groupId": "sg-0000000000000dead", "ipPermissions": []});
+    let bad_rule = serde_json::json!({"groupId": LAB_GROUP, "ipPermissions": [{"ipProtocol": "tcp", "fromPort": 1, "toPort": 1, "ipv4Ranges": [{"cidrIp": "ten/8"}]}]});
+    for configuration in [other_group, bad_rule, Value::String("{".into())] {
+        let h = handler(lab_ec2());
+        let outcome = h.handle(with_configuration(fixture!("change-notification.json"), configuration)).await.unwrap();
+        assert_eq!(h.ec2().rules_of(LAB_GROUP), ["tcp/443@0.0.0.0/0", "tcp/80@0.0.0.0/0"]);
+        assert_eq!(outcome.evaluations[0].annotation, "Revoked tcp/465@0.0.0.0/0, tcp/993@0.0.0.0/0.");
+        assert_eq!(h.ec2().calls()[0], "DescribeSecurityGroups");
+    }
+}
+
+#[tokio::test]
+async fn an_item_missing_a_required_rule_gets_it_added_with_no_read() {
+    let h = handler(FakeEc2::default().with_group(LAB_GROUP, &["tcp/80@0.0.0.0/0", "tcp/22@10.0.0.0/8"]));
+    let event = with_configuration(
+        fixture!("change-notification.json"),
+        recorded(&["tcp/80@0.0.0.0/0", "tcp/22@10.0.0.0/8"], &[]),
+    );
+    let outcome = h.handle(event).await.unwrap();
+    assert_eq!(h.ec2().rules_of(LAB_GROUP), ["tcp/443@0.0.0.0/0", "tcp/80@0.0.0.0/0"]);
+    assert_eq!(outcome.evaluations[0].annotation, "Revoked tcp/22@10.0.0.0/8; authorized tcp/443@0.0.0.0/0.");
+    let mut calls = h.ec2().calls();
+    calls.sort();
+    assert_eq!(calls, ["AuthorizeSecurityGroupIngress", "RevokeSecurityGroupIngress"]);
 }
 
 #[tokio::test]
@@ -220,7 +328,8 @@ fn with_parameters(parameters: &str) -> Value {
 async fn report_mode_changes_nothing() {
     let h = handler(lab_ec2());
     let outcome = h.handle(with_parameters(r#"{"mode":"report"}"#)).await.unwrap();
-    assert_eq!(h.ec2().calls(), ["DescribeSecurityGroups"]);
+    // Evaluated from the configuration item: nothing to read, nothing changed.
+    assert!(h.ec2().calls().is_empty(), "{:?}", h.ec2().calls());
     assert_eq!(h.ec2().rules_of(LAB_GROUP).len(), 4);
     let e = &outcome.evaluations[0];
     assert_eq!(e.compliance_type, Compliance::NonCompliant);
@@ -230,9 +339,21 @@ async fn report_mode_changes_nothing() {
 #[tokio::test]
 async fn exempt_group_is_not_applicable_and_untouched() {
     let h = handler(lab_ec2().tag(LAB_GROUP, "guardrail-exempt"));
-    let outcome = h.handle(with_parameters(r#"{"exemptTag":"guardrail-exempt"}"#)).await.unwrap();
+    let lab = ["tcp/80@0.0.0.0/0", "tcp/443@0.0.0.0/0", "tcp/465@0.0.0.0/0", "tcp/993@0.0.0.0/0"];
+    let event = with_configuration(
+        with_parameters(r#"{"exemptTag":"guardrail-exempt"}"#),
+        recorded(&lab, &[("guardrail-exempt", "")]),
+    );
+    let outcome = h.handle(event).await.unwrap();
     assert_eq!(outcome.evaluations[0].compliance_type, Compliance::NotApplicable);
-    // Read (the rule ids at the same time as the group), never changed.
+    // The item carries the tag: nothing read, nothing changed.
+    assert!(h.ec2().calls().is_empty(), "{:?}", h.ec2().calls());
+    assert_eq!(h.ec2().rules_of(LAB_GROUP).len(), 4);
+
+    // Read from EC2 (the rule ids at the same time as the group), never changed.
+    let h = handler(lab_ec2().tag(LAB_GROUP, "guardrail-exempt"));
+    let outcome = h.handle(read_from_ec2(with_parameters(r#"{"exemptTag":"guardrail-exempt"}"#))).await.unwrap();
+    assert_eq!(outcome.evaluations[0].compliance_type, Compliance::NotApplicable);
     assert_eq!(h.ec2().calls(), ["DescribeSecurityGroups", "DescribeSecurityGroupRules"]);
     assert_eq!(h.ec2().rules_of(LAB_GROUP).len(), 4);
 }
@@ -276,7 +397,7 @@ async fn denied_rule_listing_falls_back_to_revoking_by_permission() {
 #[tokio::test]
 async fn other_ec2_failures_fail_the_invocation_without_an_evaluation() {
     let h = handler(lab_ec2().fail("DescribeSecurityGroups"));
-    let err = h.handle(fixture!("change-notification.json")).await.unwrap_err();
+    let err = h.handle(read_from_ec2(fixture!("change-notification.json"))).await.unwrap_err();
     assert_eq!(err.error_type(), "AwsCallFailed");
     assert_eq!(
         err.to_string(),
@@ -450,7 +571,7 @@ async fn a_change_event_whose_rule_ids_cannot_be_read_completely_changes_nothing
     let mut ec2 = lab_ec2();
     ec2.rules_unreadable.insert(LAB_GROUP.into());
     let h = handler(ec2);
-    let outcome = h.handle(fixture!("change-notification.json")).await.unwrap();
+    let outcome = h.handle(read_from_ec2(fixture!("change-notification.json"))).await.unwrap();
     assert_eq!(outcome.evaluations[0].compliance_type, Compliance::NonCompliant);
     assert!(outcome.evaluations[0].annotation.starts_with("Not changed: "));
     assert!(!h.ec2().calls().iter().any(|c| c.ends_with("Ingress")), "{:?}", h.ec2().calls());
@@ -461,7 +582,7 @@ async fn a_change_event_for_an_unreadable_group_changes_nothing() {
     let mut ec2 = lab_ec2();
     ec2.unreadable.insert(LAB_GROUP.into());
     let h = handler(ec2);
-    let outcome = h.handle(fixture!("change-notification.json")).await.unwrap();
+    let outcome = h.handle(read_from_ec2(fixture!("change-notification.json"))).await.unwrap();
     assert_eq!(outcome.evaluations[0].compliance_type, Compliance::NonCompliant);
     assert!(outcome.revoked.is_empty() && outcome.authorized.is_empty());
     assert!(!h.ec2().calls().iter().any(|c| c.ends_with("Ingress")), "{:?}", h.ec2().calls());
@@ -499,7 +620,7 @@ async fn a_changed_group_that_reads_back_unreadable_is_not_verified_rather_than_
     ec2.unmatched_revokes = true;
     ec2.unreadable_once_changed.insert(LAB_GROUP.into());
     let h = handler(ec2);
-    let outcome = h.handle(fixture!("change-notification.json")).await.unwrap();
+    let outcome = h.handle(read_from_ec2(fixture!("change-notification.json"))).await.unwrap();
     let e = &outcome.evaluations[0];
     assert_eq!(e.compliance_type, Compliance::NonCompliant);
     assert!(e.annotation.starts_with("Not verified: "), "{}", e.annotation);
