@@ -218,7 +218,10 @@ fn the_function_remediates_when_its_calls_fail() {
     assert!(env.block_on(env.local.settle(Duration::from_secs(30))));
     let faulted = injected(&env);
     println!("faults injected into the function's calls: {faulted:?}");
-    for op in ["config:PutEvaluations", "ec2:RevokeSecurityGroupIngress", "ec2:DescribeSecurityGroupRules"] {
+    // The change evaluation acts on the configuration item Config sent: its calls are the revoke
+    // and the report. DescribeSecurityGroupRules stays in the faulted set for the fallback to
+    // reading EC2 (a stale item), which this test does not force, so it is not required here.
+    for op in ["config:PutEvaluations", "ec2:RevokeSecurityGroupIngress"] {
         assert!(faulted.iter().any(|(k, n)| k == op && *n > 0), "no fault on {op}: {faulted:?}");
     }
     // The evaluations went through: each revert was reported, then the group was compliant.

@@ -2,7 +2,8 @@
 //!
 //! The order of things is the safety argument: the event and the rule parameters are parsed
 //! completely before the first AWS call, so a malformed event or a bad parameter never changes
-//! a group; a group is changed only after it was read completely; after a change EC2's answers
+//! a group; a group is changed only after it was read completely (from EC2, or the whole
+//! configuration item of a change evaluation: [`crate::item`]); after a change EC2's answers
 //! to the revoke and the authorize must confirm each rule changed (the group then holds exactly
 //! the baseline), else the group is read again, bounded, until it equals the baseline.
 
