@@ -82,6 +82,105 @@ async fn reads_lag_changes_and_changes_say_what_they_did() {
     assert!(rules.security_group_rules().iter().any(|r| r.from_port() == Some(465)));
 }
 
+/// The requests moto has served so far (its request log, `moto.log`).
+fn moto_requests(dir: &std::path::Path) -> usize {
+    std::fs::read_to_string(dir.join("moto.log")).unwrap_or_default().matches("\"POST / HTTP/1.1").count()
+}
+
+/// Without read lag a change is one moto call (`localaws/src/moto/server.py` makes moto's
+/// Authorize and Revoke answer what they changed, all-or-nothing, as EC2's do), and the answers
+/// are the same as with the lag: every rule added, every rule revoked (a referenced group by
+/// id), a default VPC's unknown permissions; elsewhere a permission not found fails the whole
+/// call and changes nothing, as does a duplicate in an Authorize.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_read_lag_a_change_is_one_moto_call_and_changes_all_or_nothing() {
+    use aws_sdk_ec2::error::ProvideErrorMetadata;
+    use aws_sdk_ec2::types::UserIdGroupPair;
+    let (local, dir) = start("one-call", Default::default()).await;
+    let ec2 = aws_sdk_ec2::Client::new(&testkit::sdk_config(&local.endpoint).await);
+    let log = std::fs::read_to_string(dir.join("moto.log")).unwrap();
+    assert!(log.contains(localaws::ec2::MOTO_ANSWERS_CHANGES), "{log}");
+    let groups = ec2.describe_security_groups().group_names("default").send().await.unwrap();
+    let group = groups.security_groups()[0].group_id().unwrap().to_owned();
+
+    let before = moto_requests(&dir);
+    let added = ec2
+        .authorize_security_group_ingress()
+        .group_id(&group)
+        .set_ip_permissions(Some(vec![tcp(465), tcp(993)]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(moto_requests(&dir) - before, 1, "an Authorize took more than one moto call");
+    let mut added_ports: Vec<i32> = added.security_group_rules().iter().filter_map(|r| r.from_port()).collect();
+    added_ports.sort();
+    assert_eq!(added_ports, [465, 993]);
+    assert!(added.security_group_rules().iter().all(|r| r.security_group_rule_id().is_some()));
+
+    // A duplicate fails the whole Authorize: 22 is not added next to it.
+    let duplicate = ec2
+        .authorize_security_group_ingress()
+        .group_id(&group)
+        .set_ip_permissions(Some(vec![tcp(22), tcp(465)]))
+        .send()
+        .await
+        .expect_err("465 is there already");
+    assert_eq!(duplicate.code(), Some("InvalidPermission.Duplicate"));
+    assert_eq!(ports(&ec2, &group).await, [465, 993]);
+
+    // The self-referencing rule comes back by the group it references.
+    let itself = IpPermission::builder()
+        .ip_protocol("-1")
+        .user_id_group_pairs(UserIdGroupPair::builder().group_id(&group).build())
+        .build();
+    let before = moto_requests(&dir);
+    let revoked = ec2
+        .revoke_security_group_ingress()
+        .group_id(&group)
+        .set_ip_permissions(Some(vec![tcp(993), itself]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(moto_requests(&dir) - before, 1, "a Revoke took more than one moto call");
+    let mut gone: Vec<(Option<i32>, Option<String>)> = revoked
+        .revoked_security_group_rules()
+        .iter()
+        .map(|r| (r.from_port(), r.referenced_group_id().map(str::to_owned)))
+        .collect();
+    gone.sort();
+    assert_eq!(gone, [(Some(-1), Some(group.clone())), (Some(993), None)]);
+
+    // In the default VPC a permission that matches nothing comes back as unknown.
+    let revoked = ec2
+        .revoke_security_group_ingress()
+        .group_id(&group)
+        .set_ip_permissions(Some(vec![tcp(465), tcp(8080)]))
+        .send()
+        .await
+        .unwrap();
+    let gone: Vec<Option<i32>> = revoked.revoked_security_group_rules().iter().map(|r| r.from_port()).collect();
+    assert_eq!(gone, [Some(465)]);
+    let unknown: Vec<Option<i32>> = revoked.unknown_ip_permissions().iter().map(|p| p.from_port()).collect();
+    assert_eq!(unknown, [Some(8080)]);
+    assert_eq!(ports(&ec2, &group).await, Vec::<i32>::new());
+
+    // Elsewhere it fails the whole revoke.
+    let vpc = ec2.create_vpc().cidr_block("10.20.0.0/16").send().await.unwrap();
+    let vpc = vpc.vpc().and_then(|v| v.vpc_id()).unwrap().to_owned();
+    let other = ec2.create_security_group().group_name("elsewhere").description("d").vpc_id(&vpc).send().await;
+    let other = other.unwrap().group_id().unwrap().to_owned();
+    ec2.authorize_security_group_ingress().group_id(&other).ip_permissions(tcp(443)).send().await.unwrap();
+    let missing = ec2
+        .revoke_security_group_ingress()
+        .group_id(&other)
+        .set_ip_permissions(Some(vec![tcp(443), tcp(8080)]))
+        .send()
+        .await
+        .expect_err("8080 is not in a group of a non-default VPC");
+    assert_eq!(missing.code(), Some("InvalidPermission.NotFound"));
+    assert_eq!(ports(&ec2, &other).await, [443]);
+}
+
 /// moto runs with its rule listing by group id reading only those groups
 /// (`localaws/src/moto/server.py`): the same answer as the region-wide listing, in its order.
 #[tokio::test(flavor = "multi_thread")]

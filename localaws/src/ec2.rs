@@ -14,7 +14,9 @@
 //!   permission that matches no rule is not an error: "no error is returned, and the output
 //!   describes the security group rules that were not revoked" (`UnknownIpPermissions`); only
 //!   other VPCs answer `InvalidPermission.NotFound` (EC2 API reference,
-//!   RevokeSecurityGroupIngress). moto answers the error everywhere.
+//!   RevokeSecurityGroupIngress). moto answers the error everywhere. With moto's change calls
+//!   patched to answer what they changed (`moto/server.py`) and no read lag, a change is one
+//!   moto call; otherwise the front lists the group's rules before and after it.
 //!
 //! [`Behaviours::ec2_read_lag_ms`]: crate::behaviours::Behaviours::ec2_read_lag_ms
 
@@ -58,13 +60,26 @@ struct Before {
     until: Instant,
 }
 
+/// The line moto's server writes to moto.log when its Authorize and Revoke are all-or-nothing
+/// and answer every rule they changed (`moto/server.py`).
+pub const MOTO_ANSWERS_CHANGES: &str = "Authorize and Revoke are all-or-nothing and answer every rule they changed";
+
 /// The front's EC2 state: the groups whose reads lag.
 #[derive(Default)]
 pub struct Ec2Answers {
     lagging: Mutex<HashMap<Key, Before>>,
+    /// moto's Authorize and Revoke answer as AWS's do ([`MOTO_ANSWERS_CHANGES`]): with no read
+    /// lag, a change is then one moto call, not a rule listing before and after it.
+    moto_answers_changes: bool,
 }
 
 impl Ec2Answers {
+    /// The front's EC2 state for a moto whose change calls answer as AWS's
+    /// (`moto_answers_changes`) or as moto 5.2.1's.
+    pub fn new(moto_answers_changes: bool) -> Self {
+        Ec2Answers { lagging: Default::default(), moto_answers_changes }
+    }
+
     /// Forgets every lagging read (moto's reset).
     pub fn reset(&self) {
         self.lagging().clear();
@@ -93,6 +108,21 @@ impl Ec2Answers {
             return self.lagged(action, account, region, request, answer).await;
         }
         let form = request.form();
+        if lag.is_none() && self.moto_answers_changes {
+            // Nothing to lag, and moto's answer is AWS's: the change is one moto call. Only a
+            // revoke by permission that moto did not find needs more (a default VPC's answer),
+            // and moto, all-or-nothing, has then changed nothing.
+            let answer = moto.forward(request).await;
+            let revoke_by_permission =
+                action.starts_with("Revoke") && form.iter().any(|(k, _)| k.starts_with("IpPermissions."));
+            if answer.status() != 400 || !revoke_by_permission {
+                return answer;
+            }
+            let body = text(answer).await;
+            if !body.contains("<Code>InvalidPermission.NotFound</Code>") {
+                return http::response(400, "text/xml;charset=UTF-8", body);
+            }
+        }
         let Some(group) = group_of(moto, request, &form).await else { return moto.forward(request).await };
         let sub = |body: String| query(request, body);
         // The group's own item is needed only to answer lagging reads with it; the rules are

@@ -243,6 +243,9 @@ pub async fn start(options: Options) -> Result<LocalAws, String> {
             options.data_dir.join("moto.log").display()
         ));
     }
+    // moto's server writes what it patched before it serves (moto/server.py).
+    let moto_log = std::fs::read_to_string(options.data_dir.join("moto.log")).unwrap_or_default();
+    let ec2_answers = ec2::Ec2Answers::new(moto_log.contains(ec2::MOTO_ANSWERS_CHANGES));
     let (listener, addr) =
         http::bind(options.port).await.map_err(|e| format!("binding 127.0.0.1:{}: {e}", options.port))?;
     let endpoint = format!("http://127.0.0.1:{}", addr.port());
@@ -270,7 +273,7 @@ pub async fn start(options: Options) -> Result<LocalAws, String> {
         function_states: Default::default(),
         fixed_regions: Default::default(),
         clients: Default::default(),
-        ec2_answers: Default::default(),
+        ec2_answers,
         ec2_quotas: Default::default(),
         shutdown: Notify::new(),
     });

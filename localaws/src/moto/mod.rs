@@ -1,13 +1,14 @@
 //! Starting moto, the backend.
 //!
-//! moto runs as its own `moto_server` would, with one difference in cost, none in answers:
-//! `server.py` (run with the interpreter moto is installed for) makes DescribeSecurityGroupRules
-//! filtered by group id read only the named groups, where moto 5.2.1 copies every rule of the
-//! region first. The front reads a group's rules around each change it answers
-//! ([`crate::ec2`]), so without it every change cost a region-wide scan: seconds a change at
-//! 5,000 groups, which AWS does not charge and which hid the function's own speed in the
-//! benchmark. A `moto_server` that is not a Python script (no `#!` line naming an interpreter
-//! that exists) is started as it is.
+//! moto runs as its own `moto_server` would, patched by `server.py` (run with the interpreter
+//! moto is installed for; the script's docstring says what and why, each with the EC2 page it
+//! follows): DescribeSecurityGroupRules filtered by group id reads only the named groups (moto
+//! 5.2.1 copies every rule of the region first: seconds a read at 5,000 groups, which AWS does
+//! not charge); security-group reads answer in pages of `MaxResults`; Authorize and Revoke are
+//! all-or-nothing and answer every rule they changed, so that the front ([`crate::ec2`]) makes
+//! a change one moto call, not three. A `moto_server` that is not a Python script (no `#!` line
+//! naming an interpreter that exists) is started as it is, and the front then reads a group's
+//! rules around each change to answer it.
 
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,8 @@
 """moto's server, with one read made to cost what it costs on AWS.
 
 Started by the local AWS (localaws/src/moto/mod.rs) with the interpreter moto is installed for:
-`python -c <this file> -H 127.0.0.1 -p PORT`. It changes no answer, only the work behind one:
+`python -c <this file> -H 127.0.0.1 -p PORT`. It changes the work behind two reads and the
+answers of the change calls, where moto 5.2.1's fall short of EC2's:
 
 - DescribeSecurityGroupRules filtered by `group-id`: moto 5.2.1 copies every rule of the region
   and then filters, so one group's rules cost a region-wide scan (1.5 s at 5,000 groups and
@@ -18,6 +19,17 @@ Started by the local AWS (localaws/src/moto/mod.rs) with the interpreter moto is
   `InvalidNextToken`, as moto answers elsewhere. Without either parameter all items are
   returned, as on AWS.
 
+- AuthorizeSecurityGroupIngress/Egress and RevokeSecurityGroupIngress/Egress: moto applies a
+  call's permissions one by one, so a permission that fails (a duplicate, one not found) leaves
+  the ones before it applied, and it answers only the last permission's rules (Authorize) or
+  none (Revoke). On EC2 a call is all-or-nothing, Authorize answers every rule it added in
+  `SecurityGroupRules` and Revoke every rule it removed in `RevokedSecurityGroupRules` (EC2 API
+  reference, AuthorizeSecurityGroupIngress and RevokeSecurityGroupIngress, "Response
+  Elements"). Here a failed call puts the group's rules back as they were, and a call that
+  succeeds answers the rules it added or removed. The front (src/ec2.rs) then answers a change
+  with one moto call instead of listing the group's rules before and after it (the cost of
+  every change in a sweep), when reads do not lag.
+
 Anything else, or a moto whose backend lacks the method, runs moto unchanged. Either way a line
 on stderr (moto.log) says which.
 """
@@ -32,6 +44,8 @@ from moto.server import main
 # Written to moto.log when the read is patched (the local AWS's tests look for it).
 PATCHED = "DescribeSecurityGroupRules by group id reads only the named groups"
 PAGED = "DescribeSecurityGroups and DescribeSecurityGroupRules answer in pages of MaxResults"
+# Written when the change calls answer what they changed (the front relies on it, src/ec2.rs).
+ANSWERED = "Authorize and Revoke are all-or-nothing and answer every rule they changed"
 
 try:
     from moto.ec2.models.security_groups import SecurityGroupBackend
@@ -116,5 +130,73 @@ try:
     print(f"localaws: {PAGED}", file=sys.stderr, flush=True)
 except (ImportError, AttributeError) as err:
     print(f"localaws: moto's security-group reads answer in one page ({err})", file=sys.stderr)
+
+def listed(rule):
+    """A rule as DescribeSecurityGroupRules lists it: ports -1 where the protocol has none."""
+    rule = copy.copy(rule)
+    if rule.from_port is None:
+        rule.from_port = -1
+    if rule.to_port is None:
+        rule.to_port = -1
+    return rule
+
+
+def revoked(rule):
+    """A rule as RevokeSecurityGroupIngress/Egress answers it (`RevokedSecurityGroupRule`)."""
+    item = {
+        "SecurityGroupRuleId": rule.id,
+        "GroupId": rule.group_id,
+        "IsEgress": rule.is_egress,
+        "IpProtocol": rule.ip_protocol,
+        "FromPort": -1 if rule.from_port is None else rule.from_port,
+        "ToPort": -1 if rule.to_port is None else rule.to_port,
+        "CidrIpv4": rule.cidr_ipv4,
+        "CidrIpv6": rule.cidr_ipv6,
+        "PrefixListId": rule.prefix_list_id,
+        "ReferencedGroupId": (rule.source_group or {}).get("GroupId"),
+        "Description": rule.description,
+    }
+    return {key: value for key, value in item.items() if value is not None}
+
+
+def changing(original, kind, direction):
+    """`original` (moto's response to an Authorize or Revoke), made all-or-nothing and answering
+    every rule it changed, as AWS does."""
+
+    def method(self):
+        from moto.core.responses import ActionResult
+
+        name_or_id = self._get_param("GroupName") or self._get_param("GroupId")
+        group = self.ec2_backend.get_security_group_by_name_or_id(name_or_id, None) if name_or_id else None
+        if group is None:
+            return original(self)
+        attribute = f"{direction}_rules"
+        before = list(getattr(group, attribute))
+        try:
+            original(self)
+        except Exception:
+            setattr(group, attribute, before)
+            raise
+        after = getattr(group, attribute)
+        if kind == "revoke":
+            kept = {rule.id for rule in after}
+            removed = [revoked(rule) for rule in before if rule.id not in kept]
+            return ActionResult({"Return": True, "RevokedSecurityGroupRules": removed})
+        had = {rule.id for rule in before}
+        return ActionResult({"Return": True, "SecurityGroupRules": [listed(rule) for rule in after if rule.id not in had]})
+
+    return method
+
+
+try:
+    from moto.ec2.responses.security_groups import SecurityGroups
+
+    for kind in ("authorize", "revoke"):
+        for direction in ("ingress", "egress"):
+            name = f"{kind}_security_group_{direction}"
+            setattr(SecurityGroups, name, changing(getattr(SecurityGroups, name), kind, direction))
+    print(f"localaws: {ANSWERED}", file=sys.stderr, flush=True)
+except (ImportError, AttributeError) as err:
+    print(f"localaws: moto's Authorize and Revoke answer as moto does ({err})", file=sys.stderr)
 
 main()
