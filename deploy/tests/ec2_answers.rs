@@ -3,6 +3,13 @@
 
 use std::time::{Duration, Instant};
 
+use aws_sdk_ec2::error::SdkError;
+use aws_sdk_ec2::operation::authorize_security_group_ingress::{
+    AuthorizeSecurityGroupIngressError, AuthorizeSecurityGroupIngressOutput,
+};
+use aws_sdk_ec2::operation::revoke_security_group_ingress::{
+    RevokeSecurityGroupIngressError, RevokeSecurityGroupIngressOutput,
+};
 use aws_sdk_ec2::types::{IpPermission, IpRange};
 
 fn tcp(port: i32) -> IpPermission {
@@ -18,6 +25,31 @@ async fn ports(ec2: &aws_sdk_ec2::Client, group: &str) -> Vec<i32> {
     let out = ec2.describe_security_groups().group_ids(group).send().await.unwrap();
     let mut ports: Vec<i32> =
         out.security_groups()[0].ip_permissions().iter().filter_map(|p| p.from_port()).filter(|p| *p > 0).collect();
+    ports.sort();
+    ports
+}
+
+/// AuthorizeSecurityGroupIngress of `permissions` on `group`.
+async fn authorize(
+    ec2: &aws_sdk_ec2::Client,
+    group: &str,
+    permissions: Vec<IpPermission>,
+) -> Result<AuthorizeSecurityGroupIngressOutput, SdkError<AuthorizeSecurityGroupIngressError>> {
+    ec2.authorize_security_group_ingress().group_id(group).set_ip_permissions(Some(permissions)).send().await
+}
+
+/// RevokeSecurityGroupIngress of `permissions` on `group`.
+async fn revoke(
+    ec2: &aws_sdk_ec2::Client,
+    group: &str,
+    permissions: Vec<IpPermission>,
+) -> Result<RevokeSecurityGroupIngressOutput, SdkError<RevokeSecurityGroupIngressError>> {
+    ec2.revoke_security_group_ingress().group_id(group).set_ip_permissions(Some(permissions)).send().await
+}
+
+/// The ports of the rules an answer names, sorted.
+fn sorted<T>(rules: &[T], port: impl Fn(&T) -> Option<i32>) -> Vec<i32> {
+    let mut ports: Vec<i32> = rules.iter().filter_map(port).collect();
     ports.sort();
     ports
 }
@@ -38,16 +70,8 @@ async fn reads_lag_changes_and_changes_say_what_they_did() {
     let group = groups.security_groups()[0].group_id().unwrap().to_owned();
 
     // Authorize answers every rule it added, not only the last permission's (moto).
-    let added = ec2
-        .authorize_security_group_ingress()
-        .group_id(&group)
-        .set_ip_permissions(Some(vec![tcp(465), tcp(993)]))
-        .send()
-        .await
-        .unwrap();
-    let mut added_ports: Vec<i32> = added.security_group_rules().iter().filter_map(|r| r.from_port()).collect();
-    added_ports.sort();
-    assert_eq!(added_ports, [465, 993]);
+    let added = authorize(&ec2, &group, vec![tcp(465), tcp(993)]).await.unwrap();
+    assert_eq!(sorted(added.security_group_rules(), |r| r.from_port()), [465, 993]);
     // Right after the change, reads answer the group as it was before it.
     let changed = Instant::now();
     assert_eq!(ports(&ec2, &group).await, Vec::<i32>::new());
@@ -59,18 +83,10 @@ async fn reads_lag_changes_and_changes_say_what_they_did() {
 
     // Revoke answers the rules it removed; in the default VPC a permission that matches
     // nothing is no error but comes back in UnknownIpPermissions.
-    let revoked = ec2
-        .revoke_security_group_ingress()
-        .group_id(&group)
-        .set_ip_permissions(Some(vec![tcp(465), tcp(8080)]))
-        .send()
-        .await
-        .unwrap();
+    let revoked = revoke(&ec2, &group, vec![tcp(465), tcp(8080)]).await.unwrap();
     assert_eq!(revoked.r#return(), Some(true));
-    let gone: Vec<Option<i32>> = revoked.revoked_security_group_rules().iter().map(|r| r.from_port()).collect();
-    assert_eq!(gone, [Some(465)]);
-    let unknown: Vec<Option<i32>> = revoked.unknown_ip_permissions().iter().map(|p| p.from_port()).collect();
-    assert_eq!(unknown, [Some(8080)]);
+    assert_eq!(sorted(revoked.revoked_security_group_rules(), |r| r.from_port()), [465]);
+    assert_eq!(sorted(revoked.unknown_ip_permissions(), |p| p.from_port()), [8080]);
     // Reads lag this change too, and the rule listing with them.
     assert_eq!(ports(&ec2, &group).await, [465, 993]);
     let rules = ec2
@@ -104,27 +120,13 @@ async fn without_read_lag_a_change_is_one_moto_call_and_changes_all_or_nothing()
     let group = groups.security_groups()[0].group_id().unwrap().to_owned();
 
     let before = moto_requests(&dir);
-    let added = ec2
-        .authorize_security_group_ingress()
-        .group_id(&group)
-        .set_ip_permissions(Some(vec![tcp(465), tcp(993)]))
-        .send()
-        .await
-        .unwrap();
+    let added = authorize(&ec2, &group, vec![tcp(465), tcp(993)]).await.unwrap();
     assert_eq!(moto_requests(&dir) - before, 1, "an Authorize took more than one moto call");
-    let mut added_ports: Vec<i32> = added.security_group_rules().iter().filter_map(|r| r.from_port()).collect();
-    added_ports.sort();
-    assert_eq!(added_ports, [465, 993]);
+    assert_eq!(sorted(added.security_group_rules(), |r| r.from_port()), [465, 993]);
     assert!(added.security_group_rules().iter().all(|r| r.security_group_rule_id().is_some()));
 
     // A duplicate fails the whole Authorize: 22 is not added next to it.
-    let duplicate = ec2
-        .authorize_security_group_ingress()
-        .group_id(&group)
-        .set_ip_permissions(Some(vec![tcp(22), tcp(465)]))
-        .send()
-        .await
-        .expect_err("465 is there already");
+    let duplicate = authorize(&ec2, &group, vec![tcp(22), tcp(465)]).await.expect_err("465 is there already");
     assert_eq!(duplicate.code(), Some("InvalidPermission.Duplicate"));
     assert_eq!(ports(&ec2, &group).await, [465, 993]);
 
@@ -134,13 +136,7 @@ async fn without_read_lag_a_change_is_one_moto_call_and_changes_all_or_nothing()
         .user_id_group_pairs(UserIdGroupPair::builder().group_id(&group).build())
         .build();
     let before = moto_requests(&dir);
-    let revoked = ec2
-        .revoke_security_group_ingress()
-        .group_id(&group)
-        .set_ip_permissions(Some(vec![tcp(993), itself]))
-        .send()
-        .await
-        .unwrap();
+    let revoked = revoke(&ec2, &group, vec![tcp(993), itself]).await.unwrap();
     assert_eq!(moto_requests(&dir) - before, 1, "a Revoke took more than one moto call");
     let mut gone: Vec<(Option<i32>, Option<String>)> = revoked
         .revoked_security_group_rules()
@@ -151,17 +147,9 @@ async fn without_read_lag_a_change_is_one_moto_call_and_changes_all_or_nothing()
     assert_eq!(gone, [(Some(-1), Some(group.clone())), (Some(993), None)]);
 
     // In the default VPC a permission that matches nothing comes back as unknown.
-    let revoked = ec2
-        .revoke_security_group_ingress()
-        .group_id(&group)
-        .set_ip_permissions(Some(vec![tcp(465), tcp(8080)]))
-        .send()
-        .await
-        .unwrap();
-    let gone: Vec<Option<i32>> = revoked.revoked_security_group_rules().iter().map(|r| r.from_port()).collect();
-    assert_eq!(gone, [Some(465)]);
-    let unknown: Vec<Option<i32>> = revoked.unknown_ip_permissions().iter().map(|p| p.from_port()).collect();
-    assert_eq!(unknown, [Some(8080)]);
+    let revoked = revoke(&ec2, &group, vec![tcp(465), tcp(8080)]).await.unwrap();
+    assert_eq!(sorted(revoked.revoked_security_group_rules(), |r| r.from_port()), [465]);
+    assert_eq!(sorted(revoked.unknown_ip_permissions(), |p| p.from_port()), [8080]);
     assert_eq!(ports(&ec2, &group).await, Vec::<i32>::new());
 
     // Elsewhere it fails the whole revoke.
@@ -169,14 +157,9 @@ async fn without_read_lag_a_change_is_one_moto_call_and_changes_all_or_nothing()
     let vpc = vpc.vpc().and_then(|v| v.vpc_id()).unwrap().to_owned();
     let other = ec2.create_security_group().group_name("elsewhere").description("d").vpc_id(&vpc).send().await;
     let other = other.unwrap().group_id().unwrap().to_owned();
-    ec2.authorize_security_group_ingress().group_id(&other).ip_permissions(tcp(443)).send().await.unwrap();
-    let missing = ec2
-        .revoke_security_group_ingress()
-        .group_id(&other)
-        .set_ip_permissions(Some(vec![tcp(443), tcp(8080)]))
-        .send()
-        .await
-        .expect_err("8080 is not in a group of a non-default VPC");
+    authorize(&ec2, &other, vec![tcp(443)]).await.unwrap();
+    let missing =
+        revoke(&ec2, &other, vec![tcp(443), tcp(8080)]).await.expect_err("8080 is not in a group of a non-default VPC");
     assert_eq!(missing.code(), Some("InvalidPermission.NotFound"));
     assert_eq!(ports(&ec2, &other).await, [443]);
 }
@@ -193,12 +176,7 @@ async fn a_rule_listing_by_group_answers_what_the_region_wide_one_holds_for_thos
         let group =
             ec2.create_security_group().group_name(format!("listed-{k}")).description("d").send().await.unwrap();
         let id = group.group_id().unwrap().to_owned();
-        ec2.authorize_security_group_ingress()
-            .group_id(&id)
-            .set_ip_permissions(Some(ports.iter().map(|p| tcp(*p)).collect()))
-            .send()
-            .await
-            .unwrap();
+        authorize(&ec2, &id, ports.iter().map(|p| tcp(*p)).collect()).await.unwrap();
         groups.push(id);
     }
     let listed = |filters: Vec<Filter>| {
