@@ -121,7 +121,10 @@ async fn without_read_lag_a_change_is_one_moto_call_and_changes_all_or_nothing()
 
     let before = moto_requests(&dir);
     let added = authorize(&ec2, &group, vec![tcp(465), tcp(993)]).await.unwrap();
-    assert_eq!(moto_requests(&dir) - before, 1, "an Authorize took more than one moto call");
+    // One for the change; the configuration worker the change triggers may have read once
+    // by now too. The front's listings around a change made it three and more.
+    let calls = moto_requests(&dir) - before;
+    assert!(calls < 3, "an Authorize took {calls} moto calls");
     assert_eq!(sorted(added.security_group_rules(), |r| r.from_port()), [465, 993]);
     assert!(added.security_group_rules().iter().all(|r| r.security_group_rule_id().is_some()));
 
@@ -137,7 +140,10 @@ async fn without_read_lag_a_change_is_one_moto_call_and_changes_all_or_nothing()
         .build();
     let before = moto_requests(&dir);
     let revoked = revoke(&ec2, &group, vec![tcp(993), itself]).await.unwrap();
-    assert_eq!(moto_requests(&dir) - before, 1, "a Revoke took more than one moto call");
+    // One for the change; the configuration worker the change triggers may have read once
+    // by now too. The front's listings around a change made it three and more.
+    let calls = moto_requests(&dir) - before;
+    assert!(calls < 3, "a Revoke took {calls} moto calls");
     let mut gone: Vec<(Option<i32>, Option<String>)> = revoked
         .revoked_security_group_rules()
         .iter()
