@@ -108,14 +108,13 @@ impl Ec2Answers {
             return self.lagged(action, account, region, request, answer).await;
         }
         let form = request.form();
+        let by_permission = form.iter().any(|(k, _)| k.starts_with("IpPermissions."));
         if lag.is_none() && self.moto_answers_changes {
             // Nothing to lag, and moto's answer is AWS's: the change is one moto call. Only a
             // revoke by permission that moto did not find needs more (a default VPC's answer),
             // and moto, all-or-nothing, has then changed nothing.
             let answer = moto.forward(request).await;
-            let revoke_by_permission =
-                action.starts_with("Revoke") && form.iter().any(|(k, _)| k.starts_with("IpPermissions."));
-            if answer.status() != 400 || !revoke_by_permission {
+            if answer.status() != 400 || !(action.starts_with("Revoke") && by_permission) {
                 return answer;
             }
             let body = text(answer).await;
@@ -135,7 +134,6 @@ impl Ec2Answers {
         let answer = moto.forward(request).await;
         let (status, mut body) = (answer.status().as_u16(), text(answer).await);
         let mut unknown = Vec::new();
-        let by_permission = form.iter().any(|(k, _)| k.starts_with("IpPermissions."));
         let not_found = status == 400
             && body.contains("<Code>InvalidPermission.NotFound</Code>")
             && action.starts_with("Revoke")

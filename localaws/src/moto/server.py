@@ -1,4 +1,4 @@
-"""moto's server, with one read made to cost what it costs on AWS.
+"""moto's server, with its security-group calls made to cost and answer what they do on AWS.
 
 Started by the local AWS (localaws/src/moto/mod.rs) with the interpreter moto is installed for:
 `python -c <this file> -H 127.0.0.1 -p PORT`. It changes the work behind two reads and the
@@ -22,10 +22,12 @@ answers of the change calls, where moto 5.2.1's fall short of EC2's:
 - AuthorizeSecurityGroupIngress/Egress and RevokeSecurityGroupIngress/Egress: moto applies a
   call's permissions one by one, so a permission that fails (a duplicate, one not found) leaves
   the ones before it applied, and it answers only the last permission's rules (Authorize) or
-  none (Revoke). On EC2 a call is all-or-nothing, Authorize answers every rule it added in
-  `SecurityGroupRules` and Revoke every rule it removed in `RevokedSecurityGroupRules` (EC2 API
-  reference, AuthorizeSecurityGroupIngress and RevokeSecurityGroupIngress, "Response
-  Elements"). Here a failed call puts the group's rules back as they were, and a call that
+  none (Revoke). EC2's Authorize answers every rule it added in `SecurityGroupRules` and its
+  Revoke every rule it removed in `RevokedSecurityGroupRules` (EC2 API reference,
+  AuthorizeSecurityGroupIngress and RevokeSecurityGroupIngress, "Response Elements"); a call
+  that fails, with InvalidPermission.Duplicate or InvalidPermission.NotFound, applies none of
+  its permissions (how EC2 behaves, not a sentence of the reference, which documents the
+  errors and the answers). Here a failed call puts the group's rules back as they were, and a call that
   succeeds answers the rules it added or removed. The front (src/ec2.rs) then answers a change
   with one moto call instead of listing the group's rules before and after it (the cost of
   every change in a sweep), when reads do not lag.
@@ -52,6 +54,16 @@ PAGED = "DescribeSecurityGroups and DescribeSecurityGroupRules answer in pages o
 # Written when the change calls answer what they changed (the front relies on it, src/ec2.rs).
 ANSWERED = "Authorize and Revoke are all-or-nothing and answer every rule they changed"
 
+def listed(rule):
+    """A rule as DescribeSecurityGroupRules lists it: ports -1 where the protocol has none."""
+    rule = copy.copy(rule)
+    if rule.from_port is None:
+        rule.from_port = -1
+    if rule.to_port is None:
+        rule.to_port = -1
+    return rule
+
+
 try:
     from moto.ec2.models.security_groups import SecurityGroupBackend
     from moto.ec2.exceptions import InvalidGroupIdMalformedError
@@ -68,17 +80,12 @@ try:
                 raise InvalidGroupIdMalformedError(group_id)
         named = set(wanted)
         rules = [
-            copy.copy(rule)
+            listed(rule)
             for vpc_and_group in self.groups.values()
             for group in vpc_and_group.values()
             if group.id in named
             for rule in list(itertools.chain(group.egress_rules, group.ingress_rules))
         ]
-        for rule in rules:
-            if rule.from_port is None:
-                rule.from_port = -1
-            if rule.to_port is None:
-                rule.to_port = -1
         return [rule for rule in rules if rule.matches_filters(filters)]
 
     SecurityGroupBackend.describe_security_group_rules = describe_security_group_rules
@@ -147,25 +154,16 @@ try:
 except (ImportError, AttributeError) as err:
     print(f"localaws: moto's security-group reads answer in one page ({err})", file=sys.stderr)
 
-def listed(rule):
-    """A rule as DescribeSecurityGroupRules lists it: ports -1 where the protocol has none."""
-    rule = copy.copy(rule)
-    if rule.from_port is None:
-        rule.from_port = -1
-    if rule.to_port is None:
-        rule.to_port = -1
-    return rule
-
-
 def revoked(rule):
     """A rule as RevokeSecurityGroupIngress/Egress answers it (`RevokedSecurityGroupRule`)."""
+    rule = listed(rule)
     item = {
         "SecurityGroupRuleId": rule.id,
         "GroupId": rule.group_id,
         "IsEgress": rule.is_egress,
         "IpProtocol": rule.ip_protocol,
-        "FromPort": -1 if rule.from_port is None else rule.from_port,
-        "ToPort": -1 if rule.to_port is None else rule.to_port,
+        "FromPort": rule.from_port,
+        "ToPort": rule.to_port,
         "CidrIpv4": rule.cidr_ipv4,
         "CidrIpv6": rule.cidr_ipv6,
         "PrefixListId": rule.prefix_list_id,
